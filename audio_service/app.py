@@ -1,0 +1,117 @@
+"""The audio service's HTTP face: ``POST /decode`` takes a whole file from the gateway,
+decodes and splits it, and enqueues one job per piece; ``GET /health``.
+
+The body is msgpack (binary audio plus routing fields) because base64 in JSON would
+add a third to every upload on the internal hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from audio_service.decoder import SAMPLE_RATE, DecodeError, decode
+from audio_service.enqueue import JobQueue
+from audio_service.splitter import split
+from shared import codec
+from shared.config import Settings, get_settings
+from shared.jobs import TranscriptionJob
+
+log = structlog.get_logger()
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    queue = JobQueue(settings)
+    started = time.time()
+
+    async def decode_file(request: Request) -> JSONResponse:
+        body = await request.body()
+        if len(body) > settings.max_audio_bytes + 64 * 1024:
+            return _error(413, "audio_too_large", "Request body over the audio limit")
+        try:
+            req: dict[str, Any] = codec.loads(body)
+            audio = req["audio"]
+            reply_channel = req["reply_channel"]
+            if not isinstance(audio, bytes) or not isinstance(reply_channel, str):
+                raise TypeError
+        except Exception:
+            return _error(400, "invalid_message", "Body must be msgpack with 'audio' and 'reply_channel'")
+        request_id = str(req.get("request_id") or uuid.uuid4().hex)
+        log.info("audio_processing_started", request_id=request_id, bytes=len(audio))
+        t0 = time.perf_counter()
+        try:
+            decoded = await decode(audio, max_seconds=settings.max_audio_seconds)
+        except DecodeError as exc:
+            log.info("audio_rejected", request_id=request_id, code=exc.code)
+            status = 413 if exc.code == "audio_too_long" else 422
+            return _error(status, exc.code, exc.message)
+        decode_s = time.perf_counter() - t0
+        pcm = decoded.pcm
+        pieces = await asyncio.to_thread(split, decoded.as_float32(), settings.max_piece_seconds)
+        jobs = [
+            TranscriptionJob(
+                utterance_id=f"{request_id}-{p.index}" if len(pieces) > 1 else request_id,
+                reply_channel=reply_channel,
+                pcm=pcm[p.start * 2 : p.end * 2],
+                model=str(req.get("model") or settings.model),
+                language=req.get("language"),
+                task=str(req.get("task") or "transcribe"),
+                source=str(req.get("source") or "upload"),
+                request_id=request_id,
+                index=p.index,
+                count=len(pieces),
+                offset_s=p.start_s,
+            )
+            for p in pieces
+        ]
+        if jobs:
+            await asyncio.to_thread(queue.enqueue, jobs)
+        log.info(
+            "audio_enqueued",
+            request_id=request_id,
+            duration_s=round(decoded.duration_s, 3),
+            pieces=len(jobs),
+            decode_ms=round(decode_s * 1000, 1),
+        )
+        return JSONResponse(
+            {
+                "request_id": request_id,
+                "duration_s": decoded.duration_s,
+                "pieces": [
+                    {"utterance_id": j.utterance_id, "index": j.index, "start": j.offset_s,
+                     "end": j.offset_s + j.duration_s}
+                    for j in jobs
+                ],
+            }
+        )  # fmt: skip
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse(
+            {"status": "ok", "uptime": round(time.time() - started, 1), "sample_rate": SAMPLE_RATE}
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Load the VAD model now, not inside the first user's request.
+        await asyncio.to_thread(split, np.zeros(SAMPLE_RATE, dtype=np.float32), settings.max_piece_seconds)
+        yield
+
+    return Starlette(
+        routes=[Route("/decode", decode_file, methods=["POST"]), Route("/health", health)], lifespan=lifespan
+    )

@@ -1,0 +1,116 @@
+"""Any container/codec ffmpeg reads -> 16 kHz mono signed 16-bit PCM, over pipes.
+
+Audio never touches disk: bytes go to ffmpeg's stdin and PCM comes back on stdout.
+ffmpeg runs as a child process so that a hostile file can at worst crash that child,
+never the service; output is capped so a tiny file that expands to hours cannot
+exhaust memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from audio_service.ffmpeg_binary import ffmpeg_path
+
+SAMPLE_RATE = 16000
+BYTES_PER_SAMPLE = 2
+
+
+class DecodeError(Exception):
+    """The bytes are not audio ffmpeg can read (or hold no samples)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    pcm: bytes  # int16 little-endian mono at SAMPLE_RATE
+
+    @property
+    def samples(self) -> int:
+        return len(self.pcm) // BYTES_PER_SAMPLE
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    def as_float32(self) -> np.ndarray:
+        return np.frombuffer(self.pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def ffmpeg_decode_args() -> list[str]:
+    return [
+        ffmpeg_path(), "-nostats", "-hide_banner", "-loglevel", "error", "-threads", "1",
+        "-i", "pipe:0", "-map", "0:a:0", "-vn", "-sn", "-dn",
+        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
+    ]  # fmt: skip
+
+
+async def decode(data: bytes, *, max_seconds: float, timeout_s: float = 120.0) -> DecodedAudio:
+    """Decode a whole self-contained file."""
+    if not data:
+        raise DecodeError("empty_audio", "The audio is empty")
+    max_bytes = int(max_seconds * SAMPLE_RATE) * BYTES_PER_SAMPLE
+    proc = await asyncio.create_subprocess_exec(
+        *ffmpeg_decode_args(),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        pcm, stderr = await asyncio.wait_for(_pump(proc, data, max_bytes), timeout_s)
+    except TimeoutError:
+        raise DecodeError("invalid_audio", "Decoding took too long; the file may be damaged") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+    if len(pcm) > max_bytes:
+        raise DecodeError("audio_too_long", f"Audio is longer than the limit of {max_seconds:.0f} s")
+    if proc.returncode not in (0, -9) and len(pcm) < BYTES_PER_SAMPLE * SAMPLE_RATE // 100:
+        raise DecodeError("invalid_audio", _describe_failure(stderr))
+    pcm = pcm[: len(pcm) - len(pcm) % BYTES_PER_SAMPLE]
+    if not pcm:
+        raise DecodeError("empty_audio", "The file holds no audio samples")
+    return DecodedAudio(pcm)
+
+
+async def _pump(proc: asyncio.subprocess.Process, data: bytes, max_bytes: int) -> tuple[bytes, bytes]:
+    """Feed stdin while draining stdout and stderr, so neither pipe can fill and block."""
+    assert proc.stdin and proc.stdout and proc.stderr
+
+    async def feed() -> None:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.close()
+
+    async def drain_stdout() -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := await proc.stdout.read(1 << 16):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                proc.kill()
+                break
+        return b"".join(chunks)
+
+    feeder = asyncio.create_task(feed())
+    pcm, stderr = await asyncio.gather(drain_stdout(), proc.stderr.read(64 * 1024))
+    await feeder
+    return pcm, stderr
+
+
+def _describe_failure(stderr: bytes) -> str:
+    detail = stderr.decode("utf-8", "replace").strip().splitlines()
+    last = detail[-1][:200] if detail else "no audio stream found"
+    return f"Could not decode the audio ({last})"

@@ -1,0 +1,34 @@
+"""Put transcription jobs on the RQ queues (msgpack payloads, bounded lifetime)."""
+
+from __future__ import annotations
+
+from rq import Queue
+
+from shared.codec import MsgpackSerializer
+from shared.config import Settings
+from shared.jobs import TRANSCRIBE_FUNC, TranscriptionJob
+from shared.redis_keys import QUEUE_FINAL, QUEUE_PARTIAL, sync_client
+
+
+class JobQueue:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        connection = sync_client(settings)
+        self._queues = {
+            "final": Queue(QUEUE_FINAL, connection=connection, serializer=MsgpackSerializer),
+            "partial": Queue(QUEUE_PARTIAL, connection=connection, serializer=MsgpackSerializer),
+        }
+
+    def enqueue(self, jobs: list[TranscriptionJob]) -> None:
+        """Enqueue every piece of a request at once, so idle workers take them in parallel."""
+        for job in jobs:
+            queue = self._queues[job.kind]
+            queue.enqueue_call(
+                TRANSCRIBE_FUNC,
+                args=(job.to_wire(),),
+                timeout=self._settings.job_timeout_s,
+                ttl=self._settings.job_ttl_s,  # a queued job nobody took in time expires
+                result_ttl=0,  # results go over pub/sub; keep nothing
+                failure_ttl=60,  # failed records hold audio: keep them briefly
+                job_id=job.utterance_id,
+            )

@@ -1,0 +1,87 @@
+"""Split decoded audio into pieces of at most ``max_piece_s`` that end at silences.
+
+Silero VAD (the model faster-whisper carries) finds speech; consecutive speech regions
+are packed into pieces, and pieces are cut in the middle of the pauses between them.
+Cutting at pauses, not every 30 s, keeps words whole, and independent pieces let
+several workers transcribe one file in parallel. Audio with no speech yields no
+pieces: nothing goes to the model that could only make it invent words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from audio_service.decoder import SAMPLE_RATE
+
+#: Audio kept either side of the speech in a piece (Whisper needs a little context).
+EDGE_PAD_S = 0.3
+
+
+@dataclass(frozen=True)
+class Piece:
+    index: int
+    start: int  # sample offsets into the decoded audio
+    end: int
+
+    @property
+    def start_s(self) -> float:
+        return self.start / SAMPLE_RATE
+
+    @property
+    def end_s(self) -> float:
+        return self.end / SAMPLE_RATE
+
+
+#: Window the short-file speech check looks at before moving on (most speech starts early).
+PROBE_WINDOW_S = 3.0
+
+
+def speech_regions(audio: np.ndarray, max_region_s: float = float("inf")) -> list[tuple[int, int]]:
+    options = VadOptions(
+        threshold=0.5,
+        min_speech_duration_ms=150,
+        max_speech_duration_s=max_region_s,
+        min_silence_duration_ms=300,
+        speech_pad_ms=100,
+    )
+    return [(r["start"], r["end"]) for r in get_speech_timestamps(audio, options)]
+
+
+def has_speech(audio: np.ndarray) -> bool:
+    """Whether there is any speech at all, stopping at the first window that has some.
+
+    A file that fits in one piece needs only this yes/no, and speech usually starts in
+    the first seconds, so the check costs a few milliseconds instead of a full pass.
+    """
+    step = int(PROBE_WINDOW_S * SAMPLE_RATE)
+    overlap = SAMPLE_RATE // 2  # speech straddling a window edge is still seen whole
+    return any(speech_regions(audio[start : start + step + overlap]) for start in range(0, len(audio), step))
+
+
+def split(audio: np.ndarray, max_piece_s: float) -> list[Piece]:
+    total = len(audio)
+    if total <= max_piece_s * SAMPLE_RATE:
+        return [Piece(0, 0, total)] if has_speech(audio) else []
+    pad = int(EDGE_PAD_S * SAMPLE_RATE)
+    budget = int(max_piece_s * SAMPLE_RATE) - 2 * pad
+    regions = speech_regions(audio, max_region_s=budget / SAMPLE_RATE)
+    if not regions:
+        return []
+
+    groups: list[list[tuple[int, int]]] = [[regions[0]]]
+    for region in regions[1:]:
+        if region[1] - groups[-1][0][0] <= budget:
+            groups[-1].append(region)
+        else:
+            groups.append([region])
+
+    pieces: list[Piece] = []
+    for i, group in enumerate(groups):
+        lo, hi = group[0][0], group[-1][1]
+        prev_cut = 0 if i == 0 else (groups[i - 1][-1][1] + lo) // 2
+        next_cut = total if i == len(groups) - 1 else (hi + groups[i + 1][0][0]) // 2
+        pieces.append(Piece(i, max(prev_cut, lo - pad), min(next_cut, hi + pad)))
+    return pieces

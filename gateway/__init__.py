@@ -1,0 +1,1 @@
+"""Gateway: browser WebSocket, HTTP API, health and metrics; routes replies from Redis."""

@@ -1,0 +1,22 @@
+"""What the gateway process shares between connections and routes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from gateway.audio_client import AudioServiceClient
+from gateway.replies import ReplyRouter
+from shared.config import Settings
+
+
+@dataclass
+class GatewayContext:
+    settings: Settings
+    redis: aioredis.Redis
+    router: ReplyRouter
+    audio: AudioServiceClient
+    started_at: float = field(default_factory=time.time)
+    connections: int = 0

@@ -1,0 +1,104 @@
+"""HTTP routes of the gateway: pages, ``/api/*`` and ``/health``."""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+from typing import Any
+
+import psutil
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from gateway.context import GatewayContext
+from gateway.model_loading import load_across_pool
+from shared import models
+from shared.heartbeats import live_workers
+from shared.protocol import ProtocolError
+from shared.redis_keys import QUEUES, queue_key
+
+_ERROR_STATUS = {"unknown_model": 404, "no_workers": 503, "timeout": 504, "model_unavailable": 503}
+
+
+def _ctx(request: Request) -> GatewayContext:
+    return request.app.state.ctx
+
+
+async def index(_: Request) -> Response:
+    page = resources.files("gateway").joinpath("static/index.html").read_text("utf-8")
+    return HTMLResponse(page)
+
+
+async def _redis_ok(ctx: GatewayContext) -> bool:
+    try:
+        return bool(await ctx.redis.ping())
+    except Exception:
+        return False
+
+
+async def _workers(ctx: GatewayContext) -> list[dict[str, Any]]:
+    try:
+        return [w.as_dict() for w in await live_workers(ctx.redis)]
+    except Exception:
+        return []
+
+
+async def health(request: Request) -> JSONResponse:
+    """503 when nobody can transcribe (Redis down or no worker alive), for load balancers."""
+    ctx = _ctx(request)
+    redis_ok = await _redis_ok(ctx)
+    workers = await _workers(ctx) if redis_ok else []
+    healthy = redis_ok and bool(workers)
+    body = {
+        "status": "healthy" if healthy else "unhealthy",
+        "whisper_model": ctx.settings.model,
+        "connected_clients": ctx.connections,
+        "memory_usage": {"rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)},
+        "uptime": round(time.time() - ctx.started_at, 1),
+        "redis": "ok" if redis_ok else "unreachable",
+        "workers": len(workers),
+    }
+    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+async def api_status(request: Request) -> JSONResponse:
+    ctx = _ctx(request)
+    redis_ok = await _redis_ok(ctx)
+    queues: dict[str, int] = {}
+    if redis_ok:
+        for name in QUEUES:
+            queues[name] = int(await ctx.redis.llen(queue_key(name)))
+    return JSONResponse({
+        "model": ctx.settings.model,
+        "models_available": models.available_names(),
+        "connected_clients": ctx.connections,
+        "redis": "ok" if redis_ok else "unreachable",
+        "workers": await _workers(ctx) if redis_ok else [],
+        "queue_depth": queues,
+        "uptime": round(time.time() - ctx.started_at, 1),
+        "limits": {
+            "max_audio_bytes": ctx.settings.max_audio_bytes,
+            "max_clients": ctx.settings.max_clients,
+            "job_timeout_s": ctx.settings.job_timeout_s,
+        },
+    })  # fmt: skip
+
+
+async def api_models(_: Request) -> JSONResponse:
+    return JSONResponse({"models": [models.lookup(n).as_dict() for n in models.available_names()]})
+
+
+async def api_load_model(request: Request) -> JSONResponse:
+    ctx = _ctx(request)
+    try:
+        body = json.loads(await request.body() or b"{}")
+        name = body.get("model_name") or body.get("model") if isinstance(body, dict) else None
+    except ValueError:
+        name = None
+    if not isinstance(name, str) or not name:
+        return JSONResponse({"code": "missing_field", "message": "Body must be JSON with 'model_name'"}, 400)
+    try:
+        return JSONResponse(await load_across_pool(ctx, name))
+    except ProtocolError as exc:
+        return JSONResponse({"code": str(exc.code), "message": exc.message}, _ERROR_STATUS.get(exc.code, 400))

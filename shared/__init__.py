@@ -1,0 +1,1 @@
+"""Code every service uses: settings, protocol, codec, Redis keys, model registry, logging."""

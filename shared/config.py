@@ -1,0 +1,102 @@
+"""The one place configuration lives.
+
+Every tunable is an environment variable with the ``S2T_`` prefix so that the three
+services, the compose file and ``whisper-appliance up`` agree on names without
+passing flags around. Services print the effective settings at start (secrets masked)
+so an operator can see what a container actually runs with.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def cpu_count() -> int:
+    """Cores this process may use (respects taskset/cgroup affinity, unlike os.cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="S2T_", extra="ignore")
+
+    # Redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: SecretStr | None = None
+
+    # Network
+    host: str = "127.0.0.1"
+    port: int = 8000
+    audio_service_url: str = "http://127.0.0.1:8001"
+    audio_port: int = 8001
+    api_key: SecretStr | None = None
+    allowed_origins: str = ""
+
+    # Models
+    model: str = "tiny.en"
+    models_dir: str = Field(default_factory=lambda: os.path.expanduser("~/.cache/whisper-appliance/models"))
+    max_models: int = 2
+    device: str = "auto"
+    compute_type: str = "default"
+    cpu_threads: int = 0  # 0: cores divided by the number of workers on this machine
+    workers: int = 0  # 0: cores / 2, at least 1 (for `up`)
+    beam_size: int = 5
+    model_load_timeout_s: float = 300.0
+
+    # Limits
+    max_audio_bytes: int = 10 * 1024 * 1024
+    max_audio_seconds: float = 3 * 3600.0
+    max_piece_seconds: float = 30.0
+    job_timeout_s: int = 60
+    job_ttl_s: int = 600
+    max_clients: int = 50
+    rate_limit_per_minute: int = 100
+
+    # Logging
+    log_level: str = "INFO"
+    log_json: bool | None = None  # None: JSON when stdout is not a terminal
+
+    def effective_cpu_threads(self) -> int:
+        """Threads one worker may use so that N workers on M cores do not oversubscribe."""
+        if self.cpu_threads > 0:
+            return self.cpu_threads
+        return max(1, cpu_count() // max(1, self.effective_workers()))
+
+    def effective_workers(self) -> int:
+        return self.workers if self.workers > 0 else max(1, cpu_count() // 2)
+
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+
+    def masked(self) -> dict[str, Any]:
+        """Settings as printable values; secrets and passwords inside URLs are hidden."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(getattr(self, name), SecretStr):
+                value = "***" if getattr(self, name).get_secret_value() else None
+            elif name.endswith("_url") and isinstance(value, str):
+                value = mask_url_password(value)
+            out[name] = value
+        return out
+
+
+def mask_url_password(url: str) -> str:
+    """redis://user:secret@host -> redis://user:***@host"""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user, colon, _ = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

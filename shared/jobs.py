@@ -1,0 +1,61 @@
+"""What crosses the Redis queue and the reply channels between services.
+
+A :class:`TranscriptionJob` is one piece of audio for one worker. Its reply is a
+protocol message (``transcript`` or ``error``, built with :mod:`shared.protocol`)
+plus the routing fields in :data:`ROUTING_FIELDS`, which the gateway strips before a
+client sees it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+#: RQ resolves the job function by this dotted path, so the audio service never
+#: imports the model code.
+TRANSCRIBE_FUNC = "whisper_service.jobs.transcribe"
+
+#: Fields added to replies for the gateway's bookkeeping; never sent to clients.
+ROUTING_FIELDS = ("request_id", "index", "count", "worker_id", "kind")
+
+JobKind = Literal["final", "partial"]
+
+
+@dataclass
+class TranscriptionJob:
+    utterance_id: str
+    reply_channel: str
+    pcm: bytes  # int16 little-endian mono 16 kHz
+    model: str
+    language: str | None = None
+    task: str = "transcribe"
+    source: str = "upload"
+    kind: JobKind = "final"
+    request_id: str | None = None
+    index: int = 0
+    count: int = 1
+    offset_s: float = 0.0  # where this piece starts in the stream or file
+    prompt: str | None = None
+    enqueued_at: float = field(default_factory=time.time)
+
+    def to_wire(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> TranscriptionJob:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / 2 / 16000
+
+    def routing(self, worker_id: str | None = None) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "index": self.index,
+            "count": self.count,
+            "worker_id": worker_id,
+            "kind": self.kind,
+        }

@@ -1,0 +1,57 @@
+"""Redis names (queues, channels, keys) and connection helpers, in one place.
+
+Reply channels carry a random token so that no client can guess, and subscribe to,
+another client's channel.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import redis
+import redis.asyncio as aioredis
+
+from shared.config import Settings
+
+PREFIX = "s2t"
+
+#: RQ queue names, highest priority first; workers listen in this order.
+QUEUE_FINAL = f"{PREFIX}-final"
+QUEUE_PARTIAL = f"{PREFIX}-partial"
+QUEUES = (QUEUE_FINAL, QUEUE_PARTIAL)
+
+#: Every worker listens here for pool-wide commands (model loads).
+CONTROL_CHANNEL = f"{PREFIX}:control"
+
+#: Worker heartbeats: one key per worker, expiring unless refreshed.
+WORKER_KEY_PREFIX = f"{PREFIX}:worker:"
+WORKER_HEARTBEAT_TTL_S = 15
+
+
+def new_reply_channel() -> str:
+    return f"{PREFIX}:reply:{secrets.token_urlsafe(24)}"
+
+
+def worker_key(worker_id: str) -> str:
+    return f"{WORKER_KEY_PREFIX}{worker_id}"
+
+
+def _options(settings: Settings) -> dict[str, object]:
+    """S2T_REDIS_PASSWORD, when set, wins over a password in the URL."""
+    options: dict[str, object] = {"health_check_interval": 30}
+    if settings.redis_password is not None:
+        options["password"] = settings.redis_password.get_secret_value()
+    return options
+
+
+def sync_client(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url, **_options(settings))
+
+
+def async_client(settings: Settings) -> aioredis.Redis:
+    return aioredis.Redis.from_url(settings.redis_url, **_options(settings))
+
+
+def queue_key(queue_name: str) -> str:
+    """The Redis list RQ keeps a queue's job ids in (rq.Queue.redis_queue_namespace_prefix)."""
+    return f"rq:queue:{queue_name}"

@@ -1,0 +1,1 @@
+"""Whisper workers: RQ workers that keep models in memory and publish transcripts."""

@@ -1,0 +1,58 @@
+"""The state one worker process keeps between jobs: its id, Redis client and models.
+
+RQ calls jobs as plain functions, so the job function finds the process's context
+here; :func:`install` is called once by the worker's main before it takes jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from shared import codec
+from shared.config import Settings
+from shared.heartbeats import WorkerInfo
+from whisper_service.backends import load_transcriber
+from whisper_service.model_cache import ModelCache
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    redis: redis.Redis
+    models: ModelCache
+    info: WorkerInfo
+
+    @classmethod
+    def create(cls, settings: Settings, client: redis.Redis) -> WorkerContext:
+        threads = settings.effective_cpu_threads()
+
+        def loader(name: str):  # type: ignore[no-untyped-def]
+            return load_transcriber(
+                name, device=settings.device, compute_type=settings.compute_type, cpu_threads=threads
+            )
+
+        worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        info = WorkerInfo(id=worker_id, host=socket.gethostname(), pid=os.getpid())
+        return cls(settings, client, ModelCache(loader, settings.max_models), info)
+
+    def publish(self, channel: str, message: dict[str, object]) -> None:
+        self.redis.publish(channel, codec.dumps(message))
+
+
+_current: WorkerContext | None = None
+
+
+def install(ctx: WorkerContext) -> None:
+    global _current
+    _current = ctx
+
+
+def current() -> WorkerContext:
+    if _current is None:
+        raise RuntimeError("whisper_service job run outside a worker process")
+    return _current
