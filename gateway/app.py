@@ -48,6 +48,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 def ws_max_size(settings: Settings) -> int:
-    """Largest WebSocket message accepted: the audio limit as base64 in JSON, plus room for
-    the other fields. Anything bigger is refused by the server before it is buffered."""
-    return settings.max_audio_bytes * 4 // 3 + 64 * 1024
+    """Largest WebSocket message the server reads: half again the audio limit as base64.
+
+    A message somewhat over the audio limit is read and answered with ``audio_too_large``
+    (an honest mistake keeps its connection); one far over it is hostile and is refused
+    with close code 1009 before it is buffered whole."""
+    return settings.max_audio_bytes * 4 // 3 * 3 // 2 + 64 * 1024

@@ -16,8 +16,9 @@ from typing import Any, Literal
 #: imports the model code.
 TRANSCRIBE_FUNC = "whisper_service.jobs.transcribe"
 
-#: Fields added to replies for the gateway's bookkeeping; never sent to clients.
-ROUTING_FIELDS = ("request_id", "index", "count", "worker_id", "kind")
+#: Fields added to replies for the gateway's bookkeeping; never sent to clients
+#: (``worker_id`` is kept: it tells a client which replica of the pool answered).
+ROUTING_FIELDS = ("request_id", "index", "count", "kind")
 
 JobKind = Literal["final", "partial"]
 

@@ -1,0 +1,83 @@
+"""Shared fixtures: a real Redis the tests start on their own port, and the whole
+service started the way a user starts it (``whisper-appliance up``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tests.helpers import FIXTURES
+from whisper_appliance.embedded_redis import free_port, start_redis
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not (FIXTURES / "manifest.json").exists():
+        raise pytest.UsageError(f"Speech fixtures not found at {FIXTURES} (set S2T_FIXTURES)")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    proc, url = start_redis()
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@dataclass
+class Stack:
+    base_url: str
+    ws_url: str
+    process: subprocess.Popen[bytes]
+    redis_url: str
+
+
+def start_stack(
+    redis_url: str, workers: int, extra_env: dict[str, str] | None = None, *, quiet: bool = False
+) -> Stack:
+    port = free_port()
+    env = {**os.environ, "S2T_REDIS_URL": redis_url, "S2T_LOG_JSON": "true", **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whisper_appliance.cli", "up", "--workers", str(workers), "--port", str(port)],
+        env=env,
+        stderr=subprocess.DEVNULL if quiet else None,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"whisper-appliance up exited with {proc.returncode}")
+        try:
+            health = httpx.get(f"{base}/health", timeout=1.0)
+            if health.status_code == 200 and health.json()["workers"] >= workers:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the stack did not become healthy in 120 s")
+        time.sleep(0.25)
+    return Stack(base, f"ws://127.0.0.1:{port}/ws", proc, redis_url)
+
+
+def stop_stack(stack: Stack) -> None:
+    stack.process.send_signal(signal.SIGTERM)
+    try:
+        stack.process.wait(30)
+    except subprocess.TimeoutExpired:
+        stack.process.kill()
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url: str) -> Iterator[Stack]:
+    """Two workers with the bundled tiny.en, on the test's own Redis."""
+    running = start_stack(redis_url, workers=2)
+    yield running
+    stop_stack(running)

@@ -1,0 +1,54 @@
+"""The decoder and splitter on real recordings in the formats browsers and users send."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from audio_service.decoder import DecodeError, decode
+from audio_service.splitter import split
+from tests.helpers import ffmpeg_convert, fixture_bytes, manifest
+
+FORMATS = {
+    "webm-opus": ("-c:a", "libopus", "-f", "webm"),
+    "ogg-opus": ("-c:a", "libopus", "-f", "ogg"),
+    "wav": ("-f", "wav"),
+    "mp3": ("-c:a", "libmp3lame", "-f", "mp3"),
+    "mp4-aac": ("-c:a", "aac", "-movflags", "frag_keyframe+empty_moov", "-f", "mp4"),
+    "flac": ("-f", "flac"),
+}
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+async def test_decodes_to_16k_mono_of_the_right_length(fmt: str) -> None:
+    data = ffmpeg_convert(fixture_bytes("jfk"), "-vn", *FORMATS[fmt])
+    decoded = await decode(data, max_seconds=600)
+    assert abs(decoded.duration_s - manifest()["jfk"]["duration_s"]) < 0.2
+    assert decoded.as_float32().std() > 0.01  # real signal, not silence
+
+
+async def test_rejects_non_audio_and_caps_length() -> None:
+    with pytest.raises(DecodeError) as err:
+        await decode(b"hello world " * 100, max_seconds=600)
+    assert err.value.code == "invalid_audio"
+    with pytest.raises(DecodeError) as err:
+        await decode(b"", max_seconds=600)
+    assert err.value.code == "empty_audio"
+    with pytest.raises(DecodeError) as err:
+        await decode(fixture_bytes("jfk"), max_seconds=5)
+    assert err.value.code == "audio_too_long"
+
+
+async def test_long_recording_split_at_pauses_into_pieces_of_at_most_30s() -> None:
+    decoded = await decode(fixture_bytes("osr_us_000_0034"), max_seconds=600)
+    audio = decoded.as_float32()
+    pieces = split(audio, 30.0)
+    assert len(pieces) >= 2
+    assert all(0 < p.end_s - p.start_s <= 30.0 for p in pieces)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(pieces))
+    # cuts fall in pauses: the audio right at each cut is quiet compared with speech
+    loud = float(abs(audio).max())
+    for a, b in itertools.pairwise(pieces):
+        around = audio[a.end - 800 : b.start + 800]
+        assert float(abs(around).max()) < 0.5 * loud
