@@ -18,6 +18,7 @@ class PendingRequest:
     deadline: float
     received_at: float = field(default_factory=time.monotonic)
     count: int | None = None
+    duration_s: float = 0.0
     utterance_ids: list[str] = field(default_factory=list)
     next_index: int = 0
     _buffer: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -60,6 +61,23 @@ class PendingRequest:
             message["request_id"] = self.client_request_id
         if message.get("type") == "transcript":
             message["latency_ms"] = round((time.monotonic() - self.received_at) * 1000)
+        return message
+
+    def no_speech_transcript(self, source: str) -> dict[str, Any]:
+        """The one final of a file in which the speech detector found no speech."""
+        message = protocol.transcript(
+            "",
+            final=True,
+            utterance_id=self.internal_id,
+            language=None,
+            source=source,
+            start=0.0,
+            end=self.duration_s,
+            no_speech=True,
+            latency_ms=round((time.monotonic() - self.received_at) * 1000),
+        )
+        if self.client_request_id is not None:
+            message["request_id"] = self.client_request_id
         return message
 
     def completion(self) -> dict[str, Any]:
