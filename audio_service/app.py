@@ -19,11 +19,12 @@ import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from audio_service.decoder import SAMPLE_RATE, DecodeError, decode
 from audio_service.enqueue import JobQueue
 from audio_service.splitter import split
+from audio_service.streams import stream_endpoint
 from shared import codec
 from shared.config import Settings, get_settings
 from shared.jobs import TranscriptionJob
@@ -94,12 +95,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "request_id": request_id,
                 "duration_s": decoded.duration_s,
                 "pieces": [
-                    {"utterance_id": j.utterance_id, "index": j.index, "start": j.offset_s,
-                     "end": j.offset_s + j.duration_s}
+                    {
+                        "utterance_id": j.utterance_id,
+                        "index": j.index,
+                        "start": j.offset_s,
+                        "end": j.offset_s + j.duration_s,
+                    }
                     for j in jobs
                 ],
             }
-        )  # fmt: skip
+        )
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse(
@@ -112,6 +117,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await asyncio.to_thread(split, np.zeros(SAMPLE_RATE, dtype=np.float32), settings.max_piece_seconds)
         yield
 
-    return Starlette(
-        routes=[Route("/decode", decode_file, methods=["POST"]), Route("/health", health)], lifespan=lifespan
+    app = Starlette(
+        routes=[
+            Route("/decode", decode_file, methods=["POST"]),
+            WebSocketRoute("/stream", stream_endpoint),
+            Route("/health", health),
+        ],
+        lifespan=lifespan,
     )
+    app.state.queue = queue
+    app.state.settings = settings
+    return app

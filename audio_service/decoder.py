@@ -47,10 +47,30 @@ class DecodedAudio:
 
 def ffmpeg_decode_args() -> list[str]:
     return [
-        ffmpeg_path(), "-nostats", "-hide_banner", "-loglevel", "error", "-threads", "1",
-        "-i", "pipe:0", "-map", "0:a:0", "-vn", "-sn", "-dn",
-        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
-    ]  # fmt: skip
+        ffmpeg_path(),
+        "-nostats",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-threads",
+        "1",
+        "-i",
+        "pipe:0",
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-f",
+        "s16le",
+        "-acodec",
+        "pcm_s16le",
+        "pipe:1",
+    ]
 
 
 async def decode(data: bytes, *, max_seconds: float, timeout_s: float = 120.0) -> DecodedAudio:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import redis
 from rq import Queue
 
 from shared.codec import MsgpackSerializer
 from shared.config import Settings
 from shared.jobs import TRANSCRIBE_FUNC, TranscriptionJob
-from shared.redis_keys import QUEUE_FINAL, QUEUE_PARTIAL, sync_client
+from shared.redis_keys import QUEUE_FINAL, QUEUE_PARTIAL, stream_key, sync_client
 
 
 class JobQueue:
@@ -18,6 +19,22 @@ class JobQueue:
             "final": Queue(QUEUE_FINAL, connection=connection, serializer=MsgpackSerializer),
             "partial": Queue(QUEUE_PARTIAL, connection=connection, serializer=MsgpackSerializer),
         }
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self._queues["final"].connection
+
+    def mark_stream(self, stream_id: str, *, latest_seq: int, cancelled: bool = False) -> None:
+        """Record the newest job of a stream: workers skip partials older than it, and
+        every job of a cancelled stream (its client has gone)."""
+        key = stream_key(stream_id)
+        fields: dict[str, int] = {"latest": latest_seq}
+        if cancelled:
+            fields["cancelled"] = 1
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, self._settings.job_ttl_s + self._settings.job_timeout_s)
+        pipe.execute()
 
     def enqueue(self, jobs: list[TranscriptionJob]) -> None:
         """Enqueue every piece of a request at once, so idle workers take them in parallel."""
@@ -30,5 +47,5 @@ class JobQueue:
                 ttl=self._settings.job_ttl_s,  # a queued job nobody took in time expires
                 result_ttl=0,  # results go over pub/sub; keep nothing
                 failure_ttl=60,  # failed records hold audio: keep them briefly
-                job_id=job.utterance_id,
+                job_id=job.job_id,
             )

@@ -66,14 +66,16 @@ def run(ws_url: str, fixtures: list[str], runs: int, model: str, workers: int) -
                 messages = collect_until_complete(ws)
                 end_to_end.append(time.perf_counter() - t0)
                 errors.append(wer(item["reference"], joined_text(messages)))
-            rows.append({
-                "fixture": fixture_id,
-                "audio_s": round(len(audio) / 16000, 2),
-                "in_process_s": round(statistics.median(in_process), 3),
-                "end_to_end_s": round(statistics.median(end_to_end), 3),
-                "ratio": round(statistics.median(end_to_end) / statistics.median(in_process), 3),
-                "wer": round(statistics.median(errors), 3),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "fixture": fixture_id,
+                    "audio_s": round(len(audio) / 16000, 2),
+                    "in_process_s": round(statistics.median(in_process), 3),
+                    "end_to_end_s": round(statistics.median(end_to_end), 3),
+                    "ratio": round(statistics.median(end_to_end) / statistics.median(in_process), 3),
+                    "wer": round(statistics.median(errors), 3),
+                }
+            )
     return rows
 
 
@@ -108,8 +110,10 @@ def main() -> None:
     print(f"machine: {machine()}; model {args.model}; {args.workers} worker(s); median of {args.runs} runs")
     print(f"{'fixture':<18}{'audio s':>9}{'in-process s':>14}{'through /ws s':>15}{'ratio':>8}{'WER':>7}")
     for r in rows:
-        print(f"{r['fixture']:<18}{r['audio_s']:>9}{r['in_process_s']:>14}{r['end_to_end_s']:>15}"
-              f"{r['ratio']:>8}{r['wer']:>7}")  # fmt: skip
+        print(
+            f"{r['fixture']:<18}{r['audio_s']:>9}{r['in_process_s']:>14}{r['end_to_end_s']:>15}"
+            f"{r['ratio']:>8}{r['wer']:>7}"
+        )
     if args.json:
         with open(args.json, "w") as out:
             json.dump(

@@ -40,12 +40,24 @@ async def load_across_pool(
     try:
         await ctx.redis.publish(
             CONTROL_CHANNEL,
-            codec.dumps({"command": "load_model", "model": name, "reply_channel": channel,
-                         "request_id": uuid.uuid4().hex}),
-        )  # fmt: skip
+            codec.dumps(
+                {
+                    "command": "load_model",
+                    "model": name,
+                    "reply_channel": channel,
+                    "request_id": uuid.uuid4().hex,
+                }
+            ),
+        )
         if progress:
-            await progress(protocol.status(f"Loading model {name} on {len(workers)} worker(s)",
-                                           loading=True, model=name, progress=0.0))  # fmt: skip
+            await progress(
+                protocol.status(
+                    f"Loading model {name} on {len(workers)} worker(s)",
+                    loading=True,
+                    model=name,
+                    progress=0.0,
+                )
+            )
         load_times: dict[str, float] = {}
         deadline = started + ctx.settings.model_load_timeout_s
         while len(load_times) < len(workers):
@@ -57,11 +69,14 @@ async def load_across_pool(
                 raise ProtocolError(ErrorCode.MODEL_UNAVAILABLE, str(reply.get("message")))
             load_times[str(reply.get("worker_id"))] = float(reply.get("load_time", 0.0))
             if progress:
-                await progress(protocol.status(
-                    f"Model {name} ready on {len(load_times)}/{len(workers)} worker(s)",
-                    loading=len(load_times) < len(workers), model=name,
-                    progress=round(len(load_times) / len(workers), 3),
-                ))  # fmt: skip
+                await progress(
+                    protocol.status(
+                        f"Model {name} ready on {len(load_times)}/{len(workers)} worker(s)",
+                        loading=len(load_times) < len(workers),
+                        model=name,
+                        progress=round(len(load_times) / len(workers), 3),
+                    )
+                )
     except TimeoutError:
         raise ProtocolError(
             ErrorCode.TIMEOUT,

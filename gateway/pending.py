@@ -48,9 +48,12 @@ class PendingRequest:
             utterance_id = self.utterance_ids[index] if index < len(self.utterance_ids) else None
             self._buffer.setdefault(
                 index,
-                protocol.error(protocol.ErrorCode.TIMEOUT, "No result arrived in time for this piece",
-                               utterance_id=utterance_id),
-            )  # fmt: skip
+                protocol.error(
+                    protocol.ErrorCode.TIMEOUT,
+                    "No result arrived in time for this piece",
+                    utterance_id=utterance_id,
+                ),
+            )
         self.count = count
         out.extend(self.add({}))
         return out

@@ -69,20 +69,22 @@ async def api_status(request: Request) -> JSONResponse:
     if redis_ok:
         for name in QUEUES:
             queues[name] = int(await ctx.redis.llen(queue_key(name)))
-    return JSONResponse({
-        "model": ctx.settings.model,
-        "models_available": models.available_names(),
-        "connected_clients": ctx.connections,
-        "redis": "ok" if redis_ok else "unreachable",
-        "workers": await _workers(ctx) if redis_ok else [],
-        "queue_depth": queues,
-        "uptime": round(time.time() - ctx.started_at, 1),
-        "limits": {
-            "max_audio_bytes": ctx.settings.max_audio_bytes,
-            "max_clients": ctx.settings.max_clients,
-            "job_timeout_s": ctx.settings.job_timeout_s,
-        },
-    })  # fmt: skip
+    return JSONResponse(
+        {
+            "model": ctx.settings.model,
+            "models_available": models.available_names(),
+            "connected_clients": ctx.connections,
+            "redis": "ok" if redis_ok else "unreachable",
+            "workers": await _workers(ctx) if redis_ok else [],
+            "queue_depth": queues,
+            "uptime": round(time.time() - ctx.started_at, 1),
+            "limits": {
+                "max_audio_bytes": ctx.settings.max_audio_bytes,
+                "max_clients": ctx.settings.max_clients,
+                "job_timeout_s": ctx.settings.job_timeout_s,
+            },
+        }
+    )
 
 
 async def api_models(_: Request) -> JSONResponse:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -15,7 +16,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.context import GatewayContext
 from gateway.files import FileJobs
 from gateway.model_loading import load_across_pool, validate_model_name
-from shared import protocol
+from gateway.recording import Recording
+from shared import models, protocol
 from shared.heartbeats import live_workers
 from shared.protocol import ErrorCode, ProtocolError
 from shared.redis_keys import new_reply_channel
@@ -33,6 +35,7 @@ class Session:
         self.language: str | None = None
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.files = FileJobs(ctx, self.reply_channel, self.send, max_inflight=MAX_INFLIGHT_FILES)
+        self.recording: Recording | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------------
@@ -47,6 +50,8 @@ class Session:
             await self._receive_forever()
         finally:
             await self.ctx.router.unregister(self.reply_channel)
+            if self.recording is not None:
+                await self.recording.close()
             await self.files.aclose()
             for task in (*self._tasks, *background):
                 task.cancel()
@@ -84,6 +89,8 @@ class Session:
         task.add_done_callback(self._tasks.discard)
 
     def _on_reply(self, reply: dict[str, Any]) -> None:
+        if self.recording is not None and self.recording.on_reply(reply):
+            return
         self.files.on_reply(reply)  # late replies to finished requests are dropped there
 
     # --- client messages --------------------------------------------------------------
@@ -113,19 +120,60 @@ class Session:
             case protocol.LoadModel():
                 validate_model_name(msg.model_name)
                 self._spawn(self._load_model(msg.model_name))
-            case protocol.StartRecording() | protocol.StopRecording():
-                raise ProtocolError(
-                    ErrorCode.NOT_SUPPORTED, "Live recording is not supported by this server yet"
-                )
+            case protocol.StartRecording():
+                await self._start_recording(msg)
+            case protocol.StopRecording():
+                if self.recording is None:
+                    self.send(protocol.status("Recording stopped", recording=False, model=self.model))
+                else:
+                    await self.recording.stop()
 
     async def _on_binary(self, data: bytes) -> None:
         try:
             protocol.check_audio_size(data, self.settings.max_audio_bytes)
+            if self.recording is not None and not self.recording.ended.is_set():
+                await self.recording.feed(data)
+                return
             self.files.accept(
                 data, language=self.language, task="transcribe", model=self.model, client_request_id=None
             )
         except ProtocolError as exc:
             self.send(protocol.error(exc.code, exc.message))
+
+    # --- live recording -----------------------------------------------------------------
+
+    async def _start_recording(self, msg: protocol.StartRecording) -> None:
+        if self.recording is not None and not self.recording.ended.is_set():
+            raise ProtocolError(ErrorCode.ALREADY_RECORDING, "A recording is already running; stop it first")
+        model = msg.model or self.model
+        language = protocol.normalize_language(msg.language)
+        spec = validate_model_name(model)
+        try:
+            models.check_request(model, spec.multilingual, language, msg.task)
+        except models.UnsupportedRequestError as exc:
+            raise ProtocolError(ErrorCode(exc.code), str(exc)) from None
+        recording = Recording(
+            self.ctx,
+            self.reply_channel,
+            self.send,
+            language=language,
+            task=msg.task,
+            model=model,
+            fmt=msg.format,
+        )
+        await recording.start()
+        self.recording = recording
+        self.language = language
+        self.send(
+            protocol.status("Recording started", recording=True, model=model, stream_id=recording.stream_id)
+        )
+
+    async def _watch_recording(self) -> None:
+        max_wait = self.settings.job_ttl_s + self.settings.job_timeout_s
+        while True:
+            await asyncio.sleep(2.0)
+            if self.recording is not None:
+                self.recording.expire(time.monotonic(), max_wait)
 
     # --- models and status ----------------------------------------------------------------
 
@@ -149,7 +197,7 @@ class Session:
         self.send(
             protocol.status(
                 "Ready" if workers else "No transcription workers are running",
-                recording=False,
+                recording=self.recording is not None and not self.recording.ended.is_set(),
                 processing=bool(self.files.pending),
                 model=self.model,
                 workers=workers,

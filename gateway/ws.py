@@ -19,10 +19,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     ctx: GatewayContext = websocket.app.state.ctx
     await websocket.accept()
     if ctx.connections >= ctx.settings.max_clients:
-        await websocket.send_json(protocol.error(
-            protocol.ErrorCode.TOO_MANY_CLIENTS,
-            f"The server is at its limit of {ctx.settings.max_clients} connections; try again later",
-        ))  # fmt: skip
+        await websocket.send_json(
+            protocol.error(
+                protocol.ErrorCode.TOO_MANY_CLIENTS,
+                f"The server is at its limit of {ctx.settings.max_clients} connections; try again later",
+            )
+        )
         await websocket.close(CLOSE_TRY_AGAIN_LATER)
         return
     ctx.connections += 1

@@ -47,8 +47,14 @@ class Settings(BaseSettings):
     compute_type: str = "default"
     cpu_threads: int = 0  # 0: cores divided by the number of workers on this machine
     workers: int = 0  # 0: cores / 2, at least 1 (for `up`)
-    beam_size: int = 5
+    beam_size: int = 5  # finals and files
+    partial_beam_size: int = 1  # live partials: greedy, they are replaced anyway
     model_load_timeout_s: float = 300.0
+
+    # Live streams
+    vad_pause_s: float = 0.5  # a pause this long ends an utterance
+    max_utterance_s: float = 20.0  # longer speech is cut here
+    partial_interval_s: float = 1.0
 
     # Limits
     max_audio_bytes: int = 10 * 1024 * 1024

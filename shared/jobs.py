@@ -18,7 +18,7 @@ TRANSCRIBE_FUNC = "whisper_service.jobs.transcribe"
 
 #: Fields added to replies for the gateway's bookkeeping; never sent to clients
 #: (``worker_id`` is kept: it tells a client which replica of the pool answered).
-ROUTING_FIELDS = ("request_id", "index", "count", "kind")
+ROUTING_FIELDS = ("request_id", "index", "count", "kind", "seq", "enqueued_at")
 
 JobKind = Literal["final", "partial"]
 
@@ -38,6 +38,8 @@ class TranscriptionJob:
     count: int = 1
     offset_s: float = 0.0  # where this piece starts in the stream or file
     prompt: str | None = None
+    stream_id: str | None = None  # live streams: partials of a stream supersede older ones
+    seq: int = 0  # order of this job among its stream's jobs
     enqueued_at: float = field(default_factory=time.time)
 
     def to_wire(self) -> dict[str, Any]:
@@ -52,6 +54,11 @@ class TranscriptionJob:
     def duration_s(self) -> float:
         return len(self.pcm) / 2 / 16000
 
+    @property
+    def job_id(self) -> str:
+        """Unique per job: a stream's partials share their utterance's id, so add the seq."""
+        return self.utterance_id if self.kind == "final" else f"{self.utterance_id}-p{self.seq}"
+
     def routing(self, worker_id: str | None = None) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
@@ -59,4 +66,6 @@ class TranscriptionJob:
             "count": self.count,
             "worker_id": worker_id,
             "kind": self.kind,
+            "seq": self.seq,
+            "enqueued_at": self.enqueued_at,
         }

@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_LANGUAGE = "unsupported_language"
     UNSUPPORTED_TASK = "unsupported_task"
     NOT_SUPPORTED = "not_supported"
+    ALREADY_RECORDING = "already_recording"
     NO_WORKERS = "no_workers"
     BUSY = "busy"
     TOO_MANY_CLIENTS = "too_many_clients"

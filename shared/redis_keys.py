@@ -32,6 +32,11 @@ def new_reply_channel() -> str:
     return f"{PREFIX}:reply:{secrets.token_urlsafe(24)}"
 
 
+def stream_key(stream_id: str) -> str:
+    """Hash of a live stream's job bookkeeping: ``latest`` seq, ``cancelled`` flag."""
+    return f"{PREFIX}:stream:{stream_id}"
+
+
 def worker_key(worker_id: str) -> str:
     return f"{WORKER_KEY_PREFIX}{worker_id}"
 

@@ -73,8 +73,9 @@ def recv_json(ws: ClientConnection, timeout: float = 60.0) -> dict[str, Any]:
     return json.loads(ws.recv(timeout=timeout))
 
 
-def collect_until_complete(ws: ClientConnection, request_id: str | None = None,
-                           timeout: float = 120.0) -> list[dict[str, Any]]:  # fmt: skip
+def collect_until_complete(
+    ws: ClientConnection, request_id: str | None = None, timeout: float = 120.0
+) -> list[dict[str, Any]]:
     """Every message up to and including "Processing complete" (or a request-level error)."""
     messages: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout

@@ -103,13 +103,6 @@ def test_get_status_and_ping(stack: Stack) -> None:
         assert recv_json(ws) == {"type": "pong"}
 
 
-def test_recording_commands_answer_not_supported_yet(stack: Stack) -> None:
-    with connect(stack.ws_url) as ws:
-        send_json(ws, {"command": "start_real_recording", "language": "en", "format": "webm"})
-        reply = recv_json(ws)
-        assert reply["type"] == "error" and reply["code"] == "not_supported"
-
-
 def test_base64_data_url_prefix_accepted(stack: Stack) -> None:
     audio = "data:audio/webm;base64," + base64.b64encode(fixture_webm("jfk")).decode()
     with connect(stack.ws_url, max_size=None) as ws:

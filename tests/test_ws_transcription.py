@@ -38,8 +38,12 @@ def test_jfk_webm_transcribed(stack: Stack) -> None:
     assert final["request_id"] == "r1" and final["source"] == "upload" and final["language"] == "en"
     assert 0.0 <= final["start"] < final["end"] <= 11.1
     assert final["latency_ms"] > 0 and final["utterance_id"]
-    assert messages[-1] == {"type": "status", "message": "Processing complete", "processing": False,
-                            "request_id": "r1"}  # fmt: skip
+    assert messages[-1] == {
+        "type": "status",
+        "message": "Processing complete",
+        "processing": False,
+        "request_id": "r1",
+    }
 
 
 def test_long_clip_split_into_pieces_on_two_workers(stack: Stack) -> None:

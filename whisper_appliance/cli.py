@@ -14,8 +14,12 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run Redis (embedded if none answers), audio service, workers and gateway")
-    up.add_argument("--workers", type=int, default=settings.effective_workers(),
-                    help="worker processes (default: cores / 2, at least 1)")  # fmt: skip
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=settings.effective_workers(),
+        help="worker processes (default: cores / 2, at least 1)",
+    )
     up.add_argument("--port", type=int, default=settings.port, help="gateway port (default %(default)s)")
     up.add_argument("--host", default=settings.host, help="gateway address (default %(default)s)")
     up.add_argument("--model", default=settings.model, help="default model (default %(default)s)")
@@ -56,15 +60,22 @@ def main(argv: list[str] | None = None) -> int:
 
         log = configure_logging(settings, "gateway")
         log_settings(log, settings, public=True)
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, ws_max_size=ws_max_size(settings),
-                    log_level="warning", access_log=False)  # fmt: skip
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            ws_max_size=ws_max_size(settings),
+            log_level="warning",
+            access_log=False,
+        )
     else:
         from audio_service.app import create_app as create_audio_app
 
         log = configure_logging(settings, "audio_service")
         log_settings(log, settings)
-        uvicorn.run(create_audio_app(settings), host=args.host, port=args.port, log_level="warning",
-                    access_log=False)  # fmt: skip
+        uvicorn.run(
+            create_audio_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False
+        )
     return 0
 
 

@@ -42,11 +42,24 @@ def start_redis(port: int | None = None, *, preexec_fn=None) -> tuple[subprocess
     """Start a private, memory-only Redis on loopback; return the process and its URL."""
     port = port or free_port()
     proc = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"],
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+        ],
         stdout=subprocess.DEVNULL,
         preexec_fn=preexec_fn,
-    )  # fmt: skip
+    )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while not answers(url, 0.2):

@@ -40,12 +40,14 @@ class Supervisor:
 
     def child_env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "S2T_REDIS_URL": self.settings.redis_url,
-            "S2T_MODEL": self.model,
-            "S2T_WORKERS": str(self.workers),
-            **extra,
-        })  # fmt: skip
+        env.update(
+            {
+                "S2T_REDIS_URL": self.settings.redis_url,
+                "S2T_MODEL": self.model,
+                "S2T_WORKERS": str(self.workers),
+                **extra,
+            }
+        )
         return env
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
@@ -83,8 +85,11 @@ class Supervisor:
                 return False
             try:
                 if httpx.get(url, timeout=1.0).status_code == 200:
-                    print(f"whisper-appliance: ready on http://{self.host}:{self.port}/ "
-                          f"({self.workers} worker(s), model {self.model})", flush=True)  # fmt: skip
+                    print(
+                        f"whisper-appliance: ready on http://{self.host}:{self.port}/ "
+                        f"({self.workers} worker(s), model {self.model})",
+                        flush=True,
+                    )
                     return True
             except httpx.HTTPError:
                 pass

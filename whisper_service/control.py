@@ -35,8 +35,10 @@ def handle(ctx: WorkerContext, message: dict[str, Any]) -> None:
         reply = protocol.error(protocol.ErrorCode.MODEL_UNAVAILABLE, f"Loading '{name}' failed ({exc})")
     ctx.info.models = ctx.models.names()
     if isinstance(reply_channel, str):
-        ctx.publish(reply_channel, {**reply, "worker_id": ctx.info.id, "kind": "control",
-                                    "request_id": message.get("request_id")})  # fmt: skip
+        ctx.publish(
+            reply_channel,
+            {**reply, "worker_id": ctx.info.id, "kind": "control", "request_id": message.get("request_id")},
+        )
 
 
 def listen_forever(ctx: WorkerContext, stop: threading.Event) -> None:

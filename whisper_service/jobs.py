@@ -16,7 +16,8 @@ from rq.timeouts import JobTimeoutException
 from shared import protocol
 from shared.jobs import TranscriptionJob
 from shared.models import ModelUnavailableError, UnknownModelError, UnsupportedRequestError, check_request
-from whisper_service import context
+from shared.redis_keys import stream_key
+from whisper_service import context, filters
 from whisper_service.backends import DecodeOptions
 
 log = structlog.get_logger()
@@ -25,6 +26,8 @@ log = structlog.get_logger()
 def transcribe(payload: dict[str, Any]) -> None:
     ctx = context.current()
     job = TranscriptionJob.from_wire(payload)
+    if job.stream_id is not None and _superseded(ctx, job):
+        return  # nobody wants it: a newer partial exists, or the client has gone
     ctx.info.busy = True
     try:
         reply = _run(ctx, job)
@@ -32,6 +35,15 @@ def transcribe(payload: dict[str, Any]) -> None:
         ctx.info.busy = False
         ctx.info.jobs_done += 1
     ctx.publish(job.reply_channel, {**reply, **job.routing(ctx.info.id)})
+
+
+def _superseded(ctx: context.WorkerContext, job: TranscriptionJob) -> bool:
+    """Under load partials thin out: a partial older than its stream's newest job is
+    skipped, so workers spend their time on finals and on the freshest partial."""
+    latest, cancelled = ctx.redis.hmget(stream_key(job.stream_id or ""), ["latest", "cancelled"])
+    if cancelled:
+        return True
+    return job.kind == "partial" and latest is not None and int(latest) > job.seq
 
 
 def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
@@ -42,7 +54,7 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
         options = DecodeOptions(
             language=job.language,
             task=job.task,
-            beam_size=ctx.settings.beam_size,
+            beam_size=ctx.settings.beam_size if job.kind == "final" else ctx.settings.partial_beam_size,
             initial_prompt=job.prompt,
         )
         check_request(transcriber.name, transcriber.multilingual, options.language, options.task)
@@ -77,14 +89,15 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
         queue_wait_ms=round(queue_wait_s * 1000, 1),
         rtf=round(took / max(job.duration_s, 1e-6), 3),
     )
+    kept = filters.clean(result.segments)
     segments = [
         {"start": round(job.offset_s + s.start, 3), "end": round(job.offset_s + s.end, 3), "text": s.text}
-        for s in result.segments
+        for s in kept
     ]
     start = segments[0]["start"] if segments else job.offset_s
     end = segments[-1]["end"] if segments else job.offset_s + job.duration_s
     return protocol.transcript(
-        result.text,
+        " ".join(s.text for s in kept).strip(),
         final=job.kind == "final",
         utterance_id=job.utterance_id,
         language=result.language,

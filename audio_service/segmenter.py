@@ -1,0 +1,153 @@
+"""Cut a live stream into utterances at pauses, with partial snapshots while one goes on.
+
+Works in the stream's own time (samples received), not wall-clock time, so it behaves
+the same whether audio arrives in real time or faster. Only audio the speech detector
+marked as speech ever becomes an utterance: silence and noise never reach the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from audio_service.decoder import SAMPLE_RATE
+from audio_service.vad import WINDOW, StreamingVad
+
+
+@dataclass(frozen=True)
+class SegmenterOptions:
+    threshold: float = 0.5  # speech starts when a window's probability reaches this
+    neg_threshold: float = 0.35  # ...and counts as pause below this
+    pause_s: float = 0.5  # a pause this long ends the utterance
+    max_utterance_s: float = 20.0  # longer speech is cut here (and goes on in a new utterance)
+    min_speech_s: float = 0.25  # less speech than this in an utterance is noise, dropped
+    preroll_s: float = 0.3  # audio kept before speech onset (soft onsets, plosives)
+    tail_s: float = 0.2  # audio kept after the last speech window
+    partial_every_s: float = 1.0  # a partial snapshot after each second of new speech audio
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """A snapshot (``final=False``) or the finished utterance (``final=True``)."""
+
+    index: int  # utterance number in the stream
+    audio: np.ndarray  # int16 samples
+    start_s: float
+    end_s: float
+    final: bool
+
+
+class Segmenter:
+    def __init__(self, options: SegmenterOptions | None = None) -> None:
+        self.options = options or SegmenterOptions()
+        self._vad = StreamingVad()
+        self._history = np.zeros(0, dtype=np.int16)  # samples not yet scored, plus pre-roll
+        self._history_start = 0  # stream sample index of _history[0]
+        self._scored = 0  # stream samples scored by the VAD so far
+        self._utterance: list[np.ndarray] = []
+        self._utt_start = 0
+        self._utt_len = 0
+        self._speech_windows = 0
+        self._silence_run = 0
+        self._last_speech_end = 0
+        self._last_partial_len = 0
+        self._count = 0
+
+    @property
+    def in_utterance(self) -> bool:
+        return bool(self._utterance)
+
+    @property
+    def utterances_started(self) -> int:
+        return self._count
+
+    def feed(self, pcm: np.ndarray) -> list[Utterance]:
+        """Take int16 samples; return partials and finals that are now due, in order."""
+        o = self.options
+        out: list[Utterance] = []
+        self._history = np.concatenate([self._history, pcm])
+        probs = self._vad(pcm.astype(np.float32) / 32768.0)
+        pause = int(o.pause_s * SAMPLE_RATE)
+        for prob in probs:
+            w_start = self._scored
+            self._scored += WINDOW
+            window = self._history[w_start - self._history_start : self._scored - self._history_start]
+            if not self._utterance:
+                if prob >= o.threshold:
+                    self._begin(w_start)
+                continue
+            self._append(window)
+            if prob >= o.threshold:
+                self._speech_windows += 1
+                self._silence_run = 0
+                self._last_speech_end = self._scored
+            elif prob < o.neg_threshold:
+                self._silence_run += WINDOW
+            if self._silence_run >= pause:
+                out.extend(self._end(self._last_speech_end + int(o.tail_s * SAMPLE_RATE)))
+            elif self._utt_len >= o.max_utterance_s * SAMPLE_RATE:
+                out.extend(self._end(self._utt_start + self._utt_len, continues=True))
+            elif self._utt_len - self._last_partial_len >= o.partial_every_s * SAMPLE_RATE:
+                self._last_partial_len = self._utt_len
+                out.append(self._snapshot(final=False))
+        self._trim_history()
+        return out
+
+    def flush(self) -> list[Utterance]:
+        """End of stream: the open utterance becomes final."""
+        return self._end(self._utt_start + self._utt_len) if self._utterance else []
+
+    # --- internals -------------------------------------------------------------------
+
+    def _begin(self, speech_start: int) -> None:
+        start = max(self._history_start, speech_start - int(self.options.preroll_s * SAMPLE_RATE))
+        self._utterance = [
+            self._history[start - self._history_start : self._scored - self._history_start].copy()
+        ]
+        self._utt_start = start
+        self._utt_len = self._scored - start
+        self._speech_windows = 1
+        self._silence_run = 0
+        self._last_speech_end = self._scored
+        self._last_partial_len = 0
+
+    def _append(self, window: np.ndarray) -> None:
+        self._utterance.append(window.copy())
+        self._utt_len += len(window)
+
+    def _snapshot(self, final: bool, end: int | None = None) -> Utterance:
+        audio = np.concatenate(self._utterance)
+        if end is not None:
+            audio = audio[: max(0, end - self._utt_start)]
+        return Utterance(
+            index=self._count,
+            audio=audio,
+            start_s=self._utt_start / SAMPLE_RATE,
+            end_s=(self._utt_start + len(audio)) / SAMPLE_RATE,
+            final=final,
+        )
+
+    def _end(self, end: int, continues: bool = False) -> list[Utterance]:
+        enough = self._speech_windows * WINDOW >= self.options.min_speech_s * SAMPLE_RATE
+        result = [self._snapshot(final=True, end=end)] if enough else []
+        if enough:
+            self._count += 1
+        self._utterance = []
+        self._utt_len = 0
+        if continues:  # speech goes on past the length limit: start the next one right here
+            self._utterance = [np.zeros(0, dtype=np.int16)]
+            self._utt_start = end
+            self._speech_windows = 0
+            self._silence_run = 0
+            self._last_speech_end = end
+            self._last_partial_len = 0
+        return result
+
+    def _trim_history(self) -> None:
+        """Keep only the pre-roll: memory stays flat however long the stream runs."""
+        keep_from = self._scored - int(self.options.preroll_s * SAMPLE_RATE) - WINDOW
+        drop = keep_from - self._history_start
+        if drop > 0:
+            self._history = self._history[drop:]
+            self._history_start += drop

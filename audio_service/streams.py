@@ -1,0 +1,187 @@
+"""Live streams: the WebSocket ``/stream`` the gateway opens for each recording.
+
+Internal protocol (gateway <-> audio service):
+
+- gateway: first a JSON text frame ``{"stream_id", "reply_channel", "language", "task",
+  "model", "format"}``; then binary frames, the next bytes of one encoded stream; then
+  ``{"type": "stop"}``.
+- audio service: ``{"type": "started"}``; ``{"type": "final_queued", "utterance_id",
+  "index", "start", "end"}`` for each utterance handed to the workers;
+  ``{"type": "stopped", "finals": N}`` once the stream is flushed; ``{"type": "error",
+  "code", "message"}`` when the audio cannot be decoded.
+
+The gateway's connection closing without ``stop`` means the client has gone: ffmpeg is
+killed and the stream is marked cancelled so workers skip its queued jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import numpy as np
+import structlog
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from audio_service.enqueue import JobQueue
+from audio_service.segmenter import Segmenter, SegmenterOptions, Utterance
+from audio_service.stream_decoder import StreamDecoder
+from shared.config import Settings
+from shared.jobs import TranscriptionJob
+
+log = structlog.get_logger()
+
+CANCELLED_SEQ = 2**62
+
+
+class LiveStream:
+    def __init__(self, ws: WebSocket, queue: JobQueue, settings: Settings, config: dict[str, Any]) -> None:
+        self.ws = ws
+        self.queue = queue
+        self.settings = settings
+        self.stream_id = str(config["stream_id"])
+        self.reply_channel = str(config["reply_channel"])
+        self.language = config.get("language")
+        self.task = str(config.get("task") or "transcribe")
+        self.model = str(config.get("model") or settings.model)
+        self.format = config.get("format")
+        self.segmenter = Segmenter(
+            SegmenterOptions(
+                pause_s=settings.vad_pause_s,
+                max_utterance_s=settings.max_utterance_s,
+                partial_every_s=settings.partial_interval_s,
+            )
+        )
+        self.seq = 0
+        self.finals = 0
+        self.samples = 0
+
+    async def run(self) -> None:
+        decoder = await StreamDecoder.start(self.format)
+        await self.ws.send_json({"type": "started"})
+        log.info("stream_started", stream_id=self.stream_id, format=self.format)
+        pump = asyncio.create_task(self._pump_pcm(decoder))
+        stopped_cleanly = False
+        try:
+            stopped_cleanly = await self._receive(decoder)
+            if stopped_cleanly:
+                decoder.end_input()
+                await pump
+        finally:
+            if not stopped_cleanly:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pump
+                await asyncio.to_thread(
+                    self.queue.mark_stream, self.stream_id, latest_seq=CANCELLED_SEQ, cancelled=True
+                )
+            await decoder.kill()
+            log.info(
+                "stream_ended",
+                stream_id=self.stream_id,
+                audio_s=round(self.samples / 16000, 2),
+                finals=self.finals,
+                cancelled=not stopped_cleanly,
+            )
+
+    async def _receive(self, decoder: StreamDecoder) -> bool:
+        """Forward bytes to ffmpeg until ``stop`` (True) or the gateway goes away (False)."""
+        while True:
+            try:
+                message = await self.ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return False
+            if message["type"] == "websocket.disconnect":
+                return False
+            if message.get("bytes"):
+                if not await decoder.feed(message["bytes"]):
+                    return True  # ffmpeg gave up on the input; the pump reports why
+            elif message.get("text") and '"stop"' in message["text"]:
+                return True
+
+    async def _pump_pcm(self, decoder: StreamDecoder) -> None:
+        leftover = b""
+        while chunk := await decoder.read():
+            data = leftover + chunk
+            cut = len(data) - len(data) % 2
+            leftover = data[cut:]
+            pcm = np.frombuffer(data[:cut], dtype="<i2")
+            self.samples += len(pcm)
+            await self._dispatch(self.segmenter.feed(pcm))
+        failure = await decoder.failure()
+        if failure and self.samples == 0:
+            await self._send(
+                {
+                    "type": "error",
+                    "code": "invalid_audio",
+                    "message": f"Could not decode the stream ({failure})",
+                }
+            )
+        await self._dispatch(self.segmenter.flush())
+        await self._send({"type": "stopped", "finals": self.finals})
+
+    async def _dispatch(self, utterances: list[Utterance]) -> None:
+        if not utterances:
+            return
+        jobs = [self._job(u) for u in utterances]
+        newest = jobs[-1].seq
+
+        def enqueue() -> None:
+            self.queue.mark_stream(self.stream_id, latest_seq=newest)
+            self.queue.enqueue(jobs)
+
+        await asyncio.to_thread(enqueue)
+        for job, utterance in zip(jobs, utterances, strict=True):
+            if utterance.final:
+                self.finals += 1
+                await self._send(
+                    {
+                        "type": "final_queued",
+                        "utterance_id": job.utterance_id,
+                        "index": utterance.index,
+                        "start": utterance.start_s,
+                        "end": utterance.end_s,
+                    }
+                )
+
+    def _job(self, utterance: Utterance) -> TranscriptionJob:
+        self.seq += 1
+        return TranscriptionJob(
+            utterance_id=f"{self.stream_id}-u{utterance.index}",
+            reply_channel=self.reply_channel,
+            pcm=utterance.audio.astype("<i2").tobytes(),
+            model=self.model,
+            language=self.language,
+            task=self.task,
+            source="real_microphone",
+            kind="final" if utterance.final else "partial",
+            request_id=self.stream_id,
+            index=utterance.index,
+            count=0,
+            offset_s=utterance.start_s,
+            stream_id=self.stream_id,
+            seq=self.seq,
+        )
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.send_json(message)
+
+
+async def stream_endpoint(ws: WebSocket) -> None:
+    await ws.accept()
+    state = ws.app.state
+    try:
+        config = await ws.receive_json()
+        if not isinstance(config, dict) or "stream_id" not in config or "reply_channel" not in config:
+            raise ValueError
+    except Exception:
+        await ws.send_json(
+            {"type": "error", "code": "invalid_message", "message": "Bad stream configuration"}
+        )
+        await ws.close(1008)
+        return
+    await LiveStream(ws, state.queue, state.settings, config).run()
+    with contextlib.suppress(Exception):
+        await ws.close()

@@ -1,0 +1,192 @@
+"""A live recording on one browser connection: bytes go to the audio service over one
+WebSocket per recording; partials and finals come back from the workers over pub/sub.
+
+Finals reach the client in stream order (workers may finish them out of order), a
+partial is shown only while its utterance has no final yet, and ``stop`` answers
+``recording: false`` only after every final the audio service queued has been sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from gateway.context import GatewayContext
+from shared import protocol
+from shared.jobs import ROUTING_FIELDS
+from shared.protocol import ErrorCode, ProtocolError
+
+log = structlog.get_logger()
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def stream_url(audio_service_url: str) -> str:
+    return (
+        audio_service_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/")
+        + "/stream"
+    )
+
+
+class Recording:
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        reply_channel: str,
+        emit: Emit,
+        *,
+        language: str | None,
+        task: str,
+        model: str,
+        fmt: str | None,
+    ) -> None:
+        self.ctx = ctx
+        self.reply_channel = reply_channel
+        self.emit = emit
+        self.stream_id = uuid.uuid4().hex
+        self.config = {
+            "stream_id": self.stream_id,
+            "reply_channel": reply_channel,
+            "language": language,
+            "task": task,
+            "model": model,
+            "format": fmt,
+        }
+        self.model = model
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._queued: dict[int, float] = {}  # final index -> time the audio service queued it
+        self._buffered: dict[int, dict[str, Any]] = {}
+        self._next_final = 0
+        self._partial_seq: dict[int, int] = {}
+        self._stopping = False
+        self._finals_expected: int | None = None
+        self.ended = asyncio.Event()
+
+    async def start(self) -> None:
+        try:
+            self._ws = await websockets.connect(
+                stream_url(self.ctx.settings.audio_service_url), open_timeout=5, max_size=2**20
+            )
+            await self._ws.send(json.dumps(self.config))
+            started = json.loads(await asyncio.wait_for(self._ws.recv(), 10))
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            raise ProtocolError(
+                ErrorCode.AUDIO_SERVICE_UNAVAILABLE,
+                f"The audio service is not reachable ({type(exc).__name__})",
+            ) from exc
+        if started.get("type") != "started":
+            raise ProtocolError(ErrorCode.INTERNAL_ERROR, str(started.get("message", "stream refused")))
+        self._reader = asyncio.create_task(self._read_audio_service())
+        log.info("recording_started", stream_id=self.stream_id)
+
+    async def feed(self, data: bytes) -> None:
+        if self._ws is None or self._stopping:
+            return
+        with contextlib.suppress(websockets.WebSocketException):  # the reader reports a lost connection
+            await self._ws.send(data)
+
+    async def stop(self) -> None:
+        """Flush: the audio service ends the open utterance and reports how many finals."""
+        if self._stopping or self._ws is None:
+            return
+        self._stopping = True
+        with contextlib.suppress(websockets.WebSocketException):
+            await self._ws.send(json.dumps({"type": "stop"}))
+
+    async def close(self) -> None:
+        """The client has gone (or a new recording replaces this one): drop everything."""
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        self.ended.set()
+
+    # --- from the audio service -----------------------------------------------------------
+
+    async def _read_audio_service(self) -> None:
+        assert self._ws is not None
+        try:
+            async for raw in self._ws:
+                event = json.loads(raw)
+                kind = event.get("type")
+                if kind == "final_queued":
+                    self._queued[int(event["index"])] = time.monotonic()
+                elif kind == "stopped":
+                    self._finals_expected = int(event["finals"])
+                    self._maybe_finish()
+                    return
+                elif kind == "error":
+                    self.emit(
+                        protocol.error(event.get("code", ErrorCode.INVALID_AUDIO), event.get("message", ""))
+                    )
+        except websockets.WebSocketException:
+            pass
+        if self._finals_expected is None:  # the audio service went away mid-stream
+            self.emit(
+                protocol.error(
+                    ErrorCode.AUDIO_SERVICE_UNAVAILABLE,
+                    "The audio service stopped during the recording; start again",
+                )
+            )
+            self._end()
+
+    # --- from the workers -------------------------------------------------------------------
+
+    def on_reply(self, reply: dict[str, Any]) -> bool:
+        if reply.get("request_id") != self.stream_id:
+            return False
+        index = int(reply.get("index", 0))
+        message = {k: v for k, v in reply.items() if k not in ROUTING_FIELDS}
+        enqueued_at = reply.get("enqueued_at")
+        if isinstance(enqueued_at, int | float):
+            message["latency_ms"] = max(0, round((time.time() - enqueued_at) * 1000))
+        if reply.get("kind") == "partial":
+            seq = int(reply.get("seq", 0))
+            if (
+                index >= self._next_final
+                and index not in self._buffered
+                and seq > self._partial_seq.get(index, -1)
+            ):
+                self._partial_seq[index] = seq
+                self.emit(message)
+            return True
+        self._buffered[index] = message
+        while self._next_final in self._buffered:
+            self.emit(self._buffered.pop(self._next_final))
+            self._queued.pop(self._next_final, None)
+            self._next_final += 1
+        self._maybe_finish()
+        return True
+
+    def _maybe_finish(self) -> None:
+        if self._finals_expected is not None and self._next_final >= self._finals_expected:
+            self._end()
+
+    def _end(self) -> None:
+        if not self.ended.is_set():
+            self.ended.set()
+            self.emit(protocol.status("Recording stopped", recording=False, model=self.model))
+            log.info("recording_stopped", stream_id=self.stream_id, finals=self._next_final)
+
+    def expire(self, now: float, max_wait_s: float) -> None:
+        """A final queued long ago with no answer (its worker vanished) becomes an error,
+        so a stop always completes."""
+        for index, queued_at in sorted(self._queued.items()):
+            if index == self._next_final and now - queued_at > max_wait_s and index not in self._buffered:
+                timeout = protocol.error(
+                    ErrorCode.TIMEOUT, "No result arrived in time", utterance_id=f"{self.stream_id}-u{index}"
+                )
+                self.on_reply({**timeout, "request_id": self.stream_id, "index": index, "kind": "final"})
