@@ -8,11 +8,14 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jiwer
+import numpy as np
 from websockets.sync.client import ClientConnection
 
 from audio_service.ffmpeg_binary import ffmpeg_path
@@ -29,10 +32,20 @@ def fixture_bytes(fixture_id: str) -> bytes:
     return (FIXTURES / manifest()[fixture_id]["path"]).read_bytes()
 
 
-def ffmpeg_convert(data: bytes, *output_args: str) -> bytes:
+def ffmpeg_convert(data: bytes, *output_args: str, input_args: tuple[str, ...] = ()) -> bytes:
     """Convert in memory through ffmpeg's pipes (tests keep audio off the disk too)."""
     result = subprocess.run(
-        [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-i", "pipe:0", *output_args, "pipe:1"],
+        [
+            ffmpeg_path(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            *input_args,
+            "-i",
+            "pipe:0",
+            *output_args,
+            "pipe:1",
+        ],
         input=data,
         capture_output=True,
         check=True,
@@ -49,6 +62,93 @@ def to_webm(data: bytes) -> bytes:
 
 def fixture_webm(fixture_id: str) -> bytes:
     return to_webm(fixture_bytes(fixture_id))
+
+
+def fixture_pcm(fixture_id: str) -> np.ndarray:
+    """The fixture as 16 kHz mono int16 samples."""
+    raw = ffmpeg_convert(fixture_bytes(fixture_id), "-ac", "1", "-ar", "16000", "-f", "s16le")
+    return np.frombuffer(raw, dtype="<i2")
+
+
+def pcm_to_webm(pcm: np.ndarray) -> bytes:
+    return to_webm_from(pcm.astype("<i2").tobytes(), ("-f", "s16le", "-ar", "16000", "-ac", "1"))
+
+
+def to_webm_from(data: bytes, input_args: tuple[str, ...]) -> bytes:
+    return ffmpeg_convert(
+        data,
+        "-ac",
+        "1",
+        "-ar",
+        "48000",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "32k",
+        "-f",
+        "webm",
+        input_args=input_args,
+    )
+
+
+def chunk_stream(encoded: bytes, duration_s: float, chunk_s: float = 0.25) -> list[bytes]:
+    """Cut an encoded stream into pieces of about ``chunk_s`` of audio each, the way
+    MediaRecorder's ``start(250)`` hands out bytes (boundaries fall anywhere)."""
+    count = max(1, round(duration_s / chunk_s))
+    size = -(-len(encoded) // count)
+    return [encoded[i : i + size] for i in range(0, len(encoded), size)]
+
+
+@dataclass
+class LiveResult:
+    messages: list[dict[str, Any]]
+    received_at: list[float]  # seconds since the first chunk was sent, per message
+    sent_until: float  # when the last chunk was sent
+
+
+def stream_live(
+    ws: ClientConnection,
+    chunks: list[bytes],
+    *,
+    chunk_s: float = 0.25,
+    speed: float = 1.0,
+    language: str | None = "en",
+    timeout: float = 120.0,
+) -> LiveResult:
+    """start_real_recording, the chunks paced as a browser sends them, stop_recording, and
+    every message until ``recording: false``."""
+    send_json(ws, {"command": "start_real_recording", "language": language, "format": "webm"})
+    started = recv_json(ws)
+    assert started.get("recording") is True, started
+    messages: list[dict[str, Any]] = []
+    times: list[float] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                message = recv_json(ws, timeout=timeout)
+            except Exception:
+                return
+            messages.append(message)
+            times.append(time.monotonic() - t0)
+            if message.get("recording") is False:
+                done.set()
+
+    t0 = time.monotonic()
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    for i, chunk in enumerate(chunks):
+        ws.send(chunk)
+        delay = t0 + (i + 1) * chunk_s / speed - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    sent_until = time.monotonic() - t0
+    send_json(ws, {"command": "stop_recording"})
+    done.wait(timeout)
+    thread.join(1)
+    assert done.is_set(), "no 'recording: false' after stop_recording"
+    return LiveResult(messages, times, sent_until)
 
 
 def normalize(text: str) -> str:
