@@ -24,22 +24,25 @@ class JobQueue:
     def redis(self) -> redis.Redis:
         return self._queues["final"].connection
 
-    def mark_stream(self, stream_id: str, *, latest_seq: int, cancelled: bool = False) -> None:
-        """Record the newest job of a stream: workers skip partials older than it, and
-        every job of a cancelled stream (its client has gone)."""
+    def mark_stream(self, stream_id: str, **fields: int) -> None:
+        """Update a stream's job bookkeeping (see shared.redis_keys.stream_key): ``latest``
+        job seq (older partials are skipped), ``revoked:<seq>`` (that candidate is void),
+        ``cancelled`` (the client has gone: skip everything)."""
         key = stream_key(stream_id)
-        fields: dict[str, int] = {"latest": latest_seq}
-        if cancelled:
-            fields["cancelled"] = 1
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(key, mapping=fields)
         pipe.expire(key, self._settings.job_ttl_s + self._settings.job_timeout_s)
         pipe.execute()
 
+    def partials_done(self, stream_id: str) -> int:
+        """Seq of the last partial a worker finished or skipped for this stream."""
+        done = self.redis.hget(stream_key(stream_id), "done")
+        return int(done) if done is not None else 0
+
     def enqueue(self, jobs: list[TranscriptionJob]) -> None:
         """Enqueue every piece of a request at once, so idle workers take them in parallel."""
         for job in jobs:
-            queue = self._queues[job.kind]
+            queue = self._queues["partial" if job.kind == "partial" else "final"]
             queue.enqueue_call(
                 TRANSCRIBE_FUNC,
                 args=(job.to_wire(),),

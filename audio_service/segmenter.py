@@ -8,6 +8,7 @@ marked as speech ever becomes an utterance: silence and noise never reach the mo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -29,13 +30,24 @@ class SegmenterOptions:
 
 @dataclass(frozen=True)
 class Utterance:
-    """A snapshot (``final=False``) or the finished utterance (``final=True``)."""
+    """What the segmenter hands out for one utterance.
+
+    ``partial``: the audio so far, while speech goes on. ``candidate``: speech has just
+    paused; this is the final audio if the pause lasts, sent ahead so the model works
+    while the pause is being confirmed. ``final``: the utterance is over; with
+    ``confirms_candidate`` its audio is exactly the candidate's, whose result stands.
+    """
 
     index: int  # utterance number in the stream
     audio: np.ndarray  # int16 samples
     start_s: float
     end_s: float
-    final: bool
+    kind: Literal["partial", "candidate", "final"]
+    confirms_candidate: bool = False
+
+    @property
+    def final(self) -> bool:
+        return self.kind == "final"
 
 
 class Segmenter:
@@ -52,6 +64,7 @@ class Segmenter:
         self._silence_run = 0
         self._last_speech_end = 0
         self._last_partial_len = 0
+        self._candidate_for = -1  # the speech end the last candidate covered
         self._count = 0
 
     @property
@@ -84,13 +97,21 @@ class Segmenter:
                 self._last_speech_end = self._scored
             elif prob < o.neg_threshold:
                 self._silence_run += WINDOW
+            tail = int(o.tail_s * SAMPLE_RATE)
             if self._silence_run >= pause:
-                out.extend(self._end(self._last_speech_end + int(o.tail_s * SAMPLE_RATE)))
+                out.extend(self._end(self._last_speech_end + tail))
+            elif self._silence_run >= tail and self._candidate_for != self._last_speech_end:
+                self._candidate_for = self._last_speech_end
+                if self._speech_windows * WINDOW >= o.min_speech_s * SAMPLE_RATE:
+                    out.append(self._snapshot("candidate", end=self._last_speech_end + tail))
             elif self._utt_len >= o.max_utterance_s * SAMPLE_RATE:
                 out.extend(self._end(self._utt_start + self._utt_len, continues=True))
-            elif self._utt_len - self._last_partial_len >= o.partial_every_s * SAMPLE_RATE:
+            elif (
+                self._utt_len - self._last_partial_len >= o.partial_every_s * SAMPLE_RATE
+                and self._candidate_for != self._last_speech_end  # nothing new since the candidate
+            ):
                 self._last_partial_len = self._utt_len
-                out.append(self._snapshot(final=False))
+                out.append(self._snapshot("partial"))
         self._trim_history()
         return out
 
@@ -116,7 +137,9 @@ class Segmenter:
         self._utterance.append(window.copy())
         self._utt_len += len(window)
 
-    def _snapshot(self, final: bool, end: int | None = None) -> Utterance:
+    def _snapshot(
+        self, kind: Literal["partial", "candidate", "final"], end: int | None = None, confirms: bool = False
+    ) -> Utterance:
         audio = np.concatenate(self._utterance)
         if end is not None:
             audio = audio[: max(0, end - self._utt_start)]
@@ -125,12 +148,14 @@ class Segmenter:
             audio=audio,
             start_s=self._utt_start / SAMPLE_RATE,
             end_s=(self._utt_start + len(audio)) / SAMPLE_RATE,
-            final=final,
+            kind=kind,
+            confirms_candidate=confirms,
         )
 
     def _end(self, end: int, continues: bool = False) -> list[Utterance]:
         enough = self._speech_windows * WINDOW >= self.options.min_speech_s * SAMPLE_RATE
-        result = [self._snapshot(final=True, end=end)] if enough else []
+        confirms = self._candidate_for == self._last_speech_end and not continues
+        result = [self._snapshot("final", end=end, confirms=confirms)] if enough else []
         if enough:
             self._count += 1
         self._utterance = []
@@ -142,6 +167,7 @@ class Segmenter:
             self._silence_run = 0
             self._last_speech_end = end
             self._last_partial_len = 0
+        self._candidate_for = -1
         return result
 
     def _trim_history(self) -> None:

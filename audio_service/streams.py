@@ -6,7 +6,8 @@ Internal protocol (gateway <-> audio service):
   "model", "format"}``; then binary frames, the next bytes of one encoded stream; then
   ``{"type": "stop"}``.
 - audio service: ``{"type": "started"}``; ``{"type": "final_queued", "utterance_id",
-  "index", "start", "end"}`` for each utterance handed to the workers;
+  "index", "seq", "start", "end"}`` for each finished utterance, ``seq`` naming the job
+  whose result is its final (a confirmed candidate's, or a final job's);
   ``{"type": "stopped", "finals": N}`` once the stream is flushed; ``{"type": "error",
   "code", "message"}`` when the audio cannot be decoded.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,8 @@ from shared.jobs import TranscriptionJob
 log = structlog.get_logger()
 
 CANCELLED_SEQ = 2**62
+#: A partial not reported done after this long (expired, worker lost) no longer holds back the next.
+PARTIAL_STALL_S = 5.0
 
 
 class LiveStream:
@@ -55,6 +59,8 @@ class LiveStream:
         )
         self.seq = 0
         self.finals = 0
+        self._candidate: tuple[int, int] | None = None  # (utterance index, job seq) awaiting its pause
+        self._last_partial: tuple[int, float] = (0, 0.0)  # (job seq, when enqueued)
         self.samples = 0
 
     async def run(self) -> None:
@@ -74,7 +80,7 @@ class LiveStream:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pump
                 await asyncio.to_thread(
-                    self.queue.mark_stream, self.stream_id, latest_seq=CANCELLED_SEQ, cancelled=True
+                    self.queue.mark_stream, self.stream_id, latest=CANCELLED_SEQ, cancelled=1
                 )
             await decoder.kill()
             log.info(
@@ -122,28 +128,54 @@ class LiveStream:
         await self._send({"type": "stopped", "finals": self.finals})
 
     async def _dispatch(self, utterances: list[Utterance]) -> None:
-        if not utterances:
+        for utterance in utterances:
+            await self._dispatch_one(utterance)
+
+    async def _dispatch_one(self, utterance: Utterance) -> None:
+        """Partials are paced by the workers (a new one only when the last is done);
+        a confirmed candidate becomes the final without a second job."""
+        if utterance.kind == "partial" and not await self._partial_wanted():
             return
-        jobs = [self._job(u) for u in utterances]
-        newest = jobs[-1].seq
+        revoke = self._candidate is not None and not utterance.confirms_candidate
+        if utterance.final and utterance.confirms_candidate and self._candidate is not None:
+            seq, self._candidate = self._candidate[1], None
+        else:
+            job = self._job(utterance)
+            seq = job.seq
+            fields = {
+                "latest": seq,
+                **({f"revoked:{self._candidate[1]}": 1} if revoke and self._candidate else {}),
+            }
 
-        def enqueue() -> None:
-            self.queue.mark_stream(self.stream_id, latest_seq=newest)
-            self.queue.enqueue(jobs)
+            def enqueue() -> None:
+                self.queue.mark_stream(self.stream_id, **fields)
+                self.queue.enqueue([job])
 
-        await asyncio.to_thread(enqueue)
-        for job, utterance in zip(jobs, utterances, strict=True):
-            if utterance.final:
-                self.finals += 1
-                await self._send(
-                    {
-                        "type": "final_queued",
-                        "utterance_id": job.utterance_id,
-                        "index": utterance.index,
-                        "start": utterance.start_s,
-                        "end": utterance.end_s,
-                    }
-                )
+            await asyncio.to_thread(enqueue)
+            if revoke:
+                self._candidate = None
+            if utterance.kind == "candidate":
+                self._candidate = (utterance.index, seq)
+            elif utterance.kind == "partial":
+                self._last_partial = (seq, time.monotonic())
+        if utterance.final:
+            self.finals += 1
+            await self._send(
+                {
+                    "type": "final_queued",
+                    "utterance_id": f"{self.stream_id}-u{utterance.index}",
+                    "index": utterance.index,
+                    "seq": seq,
+                    "start": utterance.start_s,
+                    "end": utterance.end_s,
+                }
+            )
+
+    async def _partial_wanted(self) -> bool:
+        seq, at = self._last_partial
+        if seq == 0 or time.monotonic() - at > PARTIAL_STALL_S:
+            return True
+        return await asyncio.to_thread(self.queue.partials_done, self.stream_id) >= seq
 
     def _job(self, utterance: Utterance) -> TranscriptionJob:
         self.seq += 1
@@ -155,7 +187,7 @@ class LiveStream:
             language=self.language,
             task=self.task,
             source="real_microphone",
-            kind="final" if utterance.final else "partial",
+            kind=utterance.kind,
             request_id=self.stream_id,
             index=utterance.index,
             count=0,

@@ -65,6 +65,8 @@ class Recording:
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._queued: dict[int, float] = {}  # final index -> time the audio service queued it
+        self._final_seq: dict[int, int] = {}  # final index -> seq of the job that carries it
+        self._candidates: dict[int, tuple[int, dict[str, Any]]] = {}  # index -> (seq, result)
         self._buffered: dict[int, dict[str, Any]] = {}
         self._next_final = 0
         self._partial_seq: dict[int, int] = {}
@@ -123,7 +125,7 @@ class Recording:
                 event = json.loads(raw)
                 kind = event.get("type")
                 if kind == "final_queued":
-                    self._queued[int(event["index"])] = time.monotonic()
+                    self._final_queued(int(event["index"]), int(event.get("seq", -1)))
                 elif kind == "stopped":
                     self._finals_expected = int(event["finals"])
                     self._maybe_finish()
@@ -145,16 +147,32 @@ class Recording:
 
     # --- from the workers -------------------------------------------------------------------
 
+    def _final_queued(self, index: int, seq: int) -> None:
+        if index < self._next_final:
+            return  # its result was faster than this notice
+        self._queued[index] = time.monotonic()
+        self._final_seq[index] = seq
+        candidate = self._candidates.get(index)
+        if candidate is not None and candidate[0] == seq:  # its result came before the confirmation
+            self._settle(index, {**candidate[1], "final": True})
+
     def on_reply(self, reply: dict[str, Any]) -> bool:
         if reply.get("request_id") != self.stream_id:
             return False
         index = int(reply.get("index", 0))
+        seq = int(reply.get("seq", 0))
         message = {k: v for k, v in reply.items() if k not in ROUTING_FIELDS}
         enqueued_at = reply.get("enqueued_at")
         if isinstance(enqueued_at, int | float):
             message["latency_ms"] = max(0, round((time.time() - enqueued_at) * 1000))
-        if reply.get("kind") == "partial":
-            seq = int(reply.get("seq", 0))
+        kind = reply.get("kind")
+        if kind == "candidate":
+            if self._final_seq.get(index) == seq:
+                self._settle(index, {**message, "final": True})
+                return True
+            self._candidates[index] = (seq, message)
+            kind = "partial"  # until its pause is confirmed it is the freshest partial
+        if kind == "partial":
             if (
                 index >= self._next_final
                 and index not in self._buffered
@@ -163,13 +181,21 @@ class Recording:
                 self._partial_seq[index] = seq
                 self.emit(message)
             return True
+        self._settle(index, message)
+        return True
+
+    def _settle(self, index: int, message: dict[str, Any]) -> None:
+        """A final (or an error in its place): send it once its predecessors are out."""
+        if index < self._next_final or index in self._buffered:
+            return
         self._buffered[index] = message
         while self._next_final in self._buffered:
-            self.emit(self._buffered.pop(self._next_final))
-            self._queued.pop(self._next_final, None)
+            done = self._next_final
+            self.emit(self._buffered.pop(done))
+            for table in (self._queued, self._final_seq, self._candidates, self._partial_seq):
+                table.pop(done, None)
             self._next_final += 1
         self._maybe_finish()
-        return True
 
     def _maybe_finish(self) -> None:
         if self._finals_expected is not None and self._next_final >= self._finals_expected:
@@ -186,7 +212,11 @@ class Recording:
         so a stop always completes."""
         for index, queued_at in sorted(self._queued.items()):
             if index == self._next_final and now - queued_at > max_wait_s and index not in self._buffered:
-                timeout = protocol.error(
-                    ErrorCode.TIMEOUT, "No result arrived in time", utterance_id=f"{self.stream_id}-u{index}"
+                self._settle(
+                    index,
+                    protocol.error(
+                        ErrorCode.TIMEOUT,
+                        "No result arrived in time",
+                        utterance_id=f"{self.stream_id}-u{index}",
+                    ),
                 )
-                self.on_reply({**timeout, "request_id": self.stream_id, "index": index, "kind": "final"})

@@ -20,7 +20,8 @@ TRANSCRIBE_FUNC = "whisper_service.jobs.transcribe"
 #: (``worker_id`` is kept: it tells a client which replica of the pool answered).
 ROUTING_FIELDS = ("request_id", "index", "count", "kind", "seq", "enqueued_at")
 
-JobKind = Literal["final", "partial"]
+#: ``candidate``: a live utterance's probable final, sent while its pause is being confirmed.
+JobKind = Literal["final", "partial", "candidate"]
 
 
 @dataclass
@@ -57,7 +58,7 @@ class TranscriptionJob:
     @property
     def job_id(self) -> str:
         """Unique per job: a stream's partials share their utterance's id, so add the seq."""
-        return self.utterance_id if self.kind == "final" else f"{self.utterance_id}-p{self.seq}"
+        return self.utterance_id if self.kind == "final" else f"{self.utterance_id}-{self.kind[0]}{self.seq}"
 
     def routing(self, worker_id: str | None = None) -> dict[str, Any]:
         return {

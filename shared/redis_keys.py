@@ -33,7 +33,8 @@ def new_reply_channel() -> str:
 
 
 def stream_key(stream_id: str) -> str:
-    """Hash of a live stream's job bookkeeping: ``latest`` seq, ``cancelled`` flag."""
+    """Hash of a live stream's job bookkeeping: ``latest`` job seq, ``done`` (last partial
+    finished), ``revoked:<seq>`` (that candidate is void), ``cancelled`` flag."""
     return f"{PREFIX}:stream:{stream_id}"
 
 

@@ -27,7 +27,8 @@ def transcribe(payload: dict[str, Any]) -> None:
     ctx = context.current()
     job = TranscriptionJob.from_wire(payload)
     if job.stream_id is not None and _superseded(ctx, job):
-        return  # nobody wants it: a newer partial exists, or the client has gone
+        _partial_done(ctx, job)
+        return  # nobody wants it: a newer job exists, or the client has gone
     ctx.info.busy = True
     try:
         reply = _run(ctx, job)
@@ -35,15 +36,26 @@ def transcribe(payload: dict[str, Any]) -> None:
         ctx.info.busy = False
         ctx.info.jobs_done += 1
     ctx.publish(job.reply_channel, {**reply, **job.routing(ctx.info.id)})
+    _partial_done(ctx, job)
 
 
 def _superseded(ctx: context.WorkerContext, job: TranscriptionJob) -> bool:
     """Under load partials thin out: a partial older than its stream's newest job is
-    skipped, so workers spend their time on finals and on the freshest partial."""
-    latest, cancelled = ctx.redis.hmget(stream_key(job.stream_id or ""), ["latest", "cancelled"])
+    skipped, so workers spend their time on finals and on the freshest partial. A
+    candidate is skipped once speech resumed and revoked it."""
+    key = stream_key(job.stream_id or "")
+    latest, revoked, cancelled = ctx.redis.hmget(key, ["latest", f"revoked:{job.seq}", "cancelled"])
     if cancelled:
         return True
+    if job.kind == "candidate":  # each candidate is revoked by name: they finish in any order
+        return revoked is not None
     return job.kind == "partial" and latest is not None and int(latest) > job.seq
+
+
+def _partial_done(ctx: context.WorkerContext, job: TranscriptionJob) -> None:
+    """Tell the audio service this stream may have its next partial."""
+    if job.kind == "partial" and job.stream_id is not None:
+        ctx.redis.hset(stream_key(job.stream_id), "done", job.seq)
 
 
 def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
@@ -54,7 +66,8 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
         options = DecodeOptions(
             language=job.language,
             task=job.task,
-            beam_size=ctx.settings.beam_size if job.kind == "final" else ctx.settings.partial_beam_size,
+            beam_size=ctx.settings.partial_beam_size if job.kind == "partial" else ctx.settings.beam_size,
+            without_timestamps=job.stream_id is not None,  # live: the utterance has its own times
             initial_prompt=job.prompt,
         )
         check_request(transcriber.name, transcriber.multilingual, options.language, options.task)

@@ -17,6 +17,7 @@ class DecodeOptions:
     beam_size: int = 5
     initial_prompt: str | None = None
     word_timestamps: bool = False
+    without_timestamps: bool = False  # fewer tokens to decode when segment times are not needed
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class FasterWhisperTranscriber:
             beam_size=options.beam_size,
             initial_prompt=options.initial_prompt,
             word_timestamps=options.word_timestamps,
+            without_timestamps=options.without_timestamps,
             condition_on_previous_text=False,
             vad_filter=False,
         )
