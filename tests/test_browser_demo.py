@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import Stack
-from tests.helpers import REPO, ffmpeg_convert, fixture_bytes, manifest, wer
+from tests.helpers import FIXTURES, REPO, ffmpeg_convert, fixture_bytes, manifest, wer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -108,36 +109,66 @@ def chromium_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brows
         launched.close()
 
 
+@pytest.fixture
+def demo(chromium_browser: Browser, stack: Stack) -> Iterator[Page]:
+    """The demo page, connected and ready to record."""
+    context = chromium_browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(f"{stack.base_url}/demo")
+    page.wait_for_selector("#connection[data-state=open]", timeout=15_000)
+    page.wait_for_selector("#record:not([disabled])", timeout=15_000)
+    yield page
+    context.close()
+
+
 def settled_text(page: Page) -> str:
     return " ".join(page.locator("#transcript .utt.final .text").all_inner_texts())
 
 
-def test_demo_transcribes_the_microphone(chromium_browser: Browser, stack: Stack) -> None:
-    context = chromium_browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    page = context.new_page()
-    console: list[str] = []
-    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-    page.goto(f"{stack.base_url}/demo")
-    page.wait_for_selector("#connection[data-state=open]", timeout=15_000)
-    page.wait_for_selector("#record:not([disabled])", timeout=15_000)
+def wait_until_done(page: Page) -> None:
+    """Idle again with settled text: after stop, every final has arrived."""
+    page.wait_for_function(
+        "document.body.dataset.state === 'idle' && document.querySelector('#transcript .utt.final')",
+        timeout=120_000,
+    )
 
-    page.click("#record")
-    page.wait_for_selector("body[data-state=recording]", timeout=15_000)
-    page.wait_for_timeout(SPEAK_S * 1000)
-    page.click("#record")
-    page.wait_for_selector("body[data-state=idle]", timeout=120_000)
 
+def jfk_wer(page: Page) -> float:
     text = settled_text(page)
     measured = wer(manifest()["jfk"]["reference"], text)
     print(f"browser demo WER {measured:.3f}: {text!r}")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "demo.png"))
-    assert measured <= MAX_WER, (text, console)
-    assert page.locator("#transcript .utt.partial").count() == 0, "every partial must have settled"
-    assert page.locator("#transcript .utt.final .latency").first.inner_text().endswith(("ms", "s"))
+    return measured
 
-    with page.expect_download() as download:
-        page.click("#download-srt")
+
+def test_demo_transcribes_the_microphone(demo: Page) -> None:
+    demo.click("#record")
+    demo.wait_for_selector("body[data-state=recording]", timeout=15_000)
+    started = time.monotonic()
+    demo.wait_for_selector("#transcript .utt.partial", timeout=SPEAK_S * 1000)  # grey text while speaking
+    demo.wait_for_timeout(max(0.0, SPEAK_S - (time.monotonic() - started)) * 1000)
+    demo.click("#record")
+    wait_until_done(demo)
+
+    measured = jfk_wer(demo)
+    ARTIFACTS.mkdir(exist_ok=True)
+    demo.screenshot(path=str(ARTIFACTS / "demo.png"))
+    assert measured <= MAX_WER
+    assert demo.locator("#transcript .utt.partial").count() == 0, "every partial must have settled"
+    assert demo.locator("#transcript .utt.final .latency").first.inner_text().endswith(("ms", "s"))
+    with demo.expect_download() as download:
+        demo.click("#download-srt")
     srt = Path(download.value.path()).read_text()
     assert srt.startswith("1\n00:00:0") and " --> " in srt
-    context.close()
+
+
+def test_demo_sample_and_dropped_file(demo: Page) -> None:
+    demo.click("#sample")
+    demo.wait_for_selector("body[data-state=recording]", timeout=15_000)
+    wait_until_done(demo)  # the sample stops the recording itself when it has played
+    assert jfk_wer(demo) <= MAX_WER
+
+    demo.click("#clear")
+    demo.set_input_files("#file", str(FIXTURES / manifest()["jfk"]["path"]))
+    wait_until_done(demo)
+    assert jfk_wer(demo) <= MAX_WER
+    assert demo.locator(".take-head").inner_text().lower() == "jfk.flac"

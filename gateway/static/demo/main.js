@@ -385,7 +385,7 @@ function abandonWork() {
 function setPhase(phase) {
   state.phase = phase;
   document.body.dataset.state = phase;
-  if (phase === "idle") ui.clock.textContent = "0:00";
+  if (phase === "starting") ui.clock.textContent = "0:00";
   updateControls();
 }
 
