@@ -276,7 +276,7 @@ async function processAudioCommand(file) {
     audio_data: dataUrl,
     language: ui.language.value,
     model: ui.model.value,
-    format: file.name.split(".").pop()?.toLowerCase(),
+    format: extensionOf(file.name),
     request_id: crypto.randomUUID?.() ?? String(Date.now()),
   };
 }
@@ -480,6 +480,12 @@ function describe(error) {
   if (error?.name === "NotAllowedError") return "Microphone access was refused. Allow it in the address bar.";
   if (error?.name === "NotFoundError") return "No microphone was found.";
   return error?.message || String(error);
+}
+
+// A hint only ("mp3", "flac"…); the audio service reads any format ffmpeg knows.
+function extensionOf(name) {
+  const match = /\.([a-z0-9]{1,8})$/i.exec(name);
+  return match ? match[1].toLowerCase() : undefined;
 }
 
 function megabytes(bytes) {
