@@ -26,28 +26,24 @@ export function languageName(code) {
 
 // [{code, name}] sorted by name, without "auto" (the caller offers that itself).
 export async function languagesFor(model, fetchJson) {
-  let codes = null;
+  let listed = null;
   if (!endpointMissing) {
     try {
-      codes = parseLanguages(await fetchJson(`/api/languages?model=${encodeURIComponent(model.name)}`));
+      listed = parseLanguages(await fetchJson(`/api/languages?model=${encodeURIComponent(model.name)}`));
     } catch {
       endpointMissing = true;
     }
   }
-  codes ??= model.multilingual ? WHISPER_CODES : ["en"];
-  return codes
-    .filter((code) => code && code !== "auto")
-    .map((code) => ({ code, name: languageName(code) }))
+  listed ??= (model.multilingual ? WHISPER_CODES : ["en"]).map((code) => ({ code }));
+  return listed
+    .filter(({ code }) => typeof code === "string" && code && code !== "auto")
+    .map(({ code, name }) => ({ code, name: name || languageName(code) }))
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
-// Accepts ["en", …], [{code}, …], {languages: …} or {code: name, …}.
+// Accepts {languages: [{code, name}, …]} (the gateway's answer), or a bare list of codes.
 function parseLanguages(body) {
-  const list = Array.isArray(body) ? body : (body?.languages ?? body);
-  if (Array.isArray(list)) {
-    const codes = list.map((item) => (typeof item === "string" ? item : (item?.code ?? item?.language)));
-    return codes.every((code) => typeof code === "string") && codes.length ? codes : null;
-  }
-  if (list && typeof list === "object") return Object.keys(list).length ? Object.keys(list) : null;
-  return null;
+  const list = Array.isArray(body) ? body : body?.languages;
+  if (!Array.isArray(list) || !list.length) return null;
+  return list.map((item) => (typeof item === "string" ? { code: item } : { code: item?.code, name: item?.name }));
 }

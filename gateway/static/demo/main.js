@@ -356,6 +356,7 @@ function onConnectionState(connectionState, { retryInMs }) {
   state.connected = connectionState === "open";
   ui.connection.dataset.state = connectionState;
   const label = ui.connection.querySelector(".label");
+  clearInterval(retryCountdown);
   if (connectionState === "open") {
     label.textContent = "Connected";
     state.sessionLanguage = "auto";
@@ -363,10 +364,19 @@ function onConnectionState(connectionState, { retryInMs }) {
   } else if (connectionState === "connecting") {
     label.textContent = "Connecting…";
   } else {
-    label.textContent = `Offline · retrying in ${Math.ceil(retryInMs / 1000)} s`;
+    showRetryCountdown(label, Date.now() + retryInMs);
     abandonWork();
   }
   updateControls();
+}
+
+let retryCountdown = 0;
+function showRetryCountdown(label, retryAt) {
+  const update = () => {
+    label.textContent = `Offline · retrying in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s`;
+  };
+  update();
+  retryCountdown = setInterval(update, 1000);
 }
 
 // The connection dropped: whatever was running on it is gone on the server too.
