@@ -2,6 +2,8 @@
 // that cuts the stream into 250 ms chunks, and an input level meter.
 
 export const TIMESLICE_MS = 250;
+// A speaker starts a moment after pressing the button; so does the sample.
+const SAMPLE_LEAD_IN_S = 0.5;
 
 // What the server is told in `format`, by the container MediaRecorder writes.
 const RECORDER_TYPES = [
@@ -62,7 +64,7 @@ export async function openSample(url, onEnded) {
     stream: destination.stream,
     label: "Sample",
     duration: buffer.duration,
-    begin: () => player.start(),
+    begin: () => player.start(context.currentTime + SAMPLE_LEAD_IN_S),
     close() {
       player.onended = null;
       try { player.stop(); } catch { /* never started */ }
