@@ -32,9 +32,12 @@ export async function listMicrophones() {
 // a microphone), close() releases it.
 //
 // Echo cancellation and noise suppression stay on (the original design); automatic gain
-// control is off: its gain swings inside an utterance blur word onsets and endings, and
-// with it the browser test's word error rate on the jfk clip went from 0.05 to 0.18-0.23.
+// control is off: its gain swings inside an utterance blur word onsets and endings (with
+// it on, the browser test's word error rate on the jfk clip was 0.18-0.23 instead of 0.05).
 export async function openMicrophone(deviceId) {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    throw new Error("Browsers allow the microphone only on https:// or localhost pages. Try the sample or a file.");
+  }
   const audio = { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: false };
   if (deviceId) audio.deviceId = { exact: deviceId };
   const stream = await navigator.mediaDevices.getUserMedia({ audio });

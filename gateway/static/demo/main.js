@@ -522,6 +522,12 @@ function bindDropZone() {
   });
   document.addEventListener("dragover", (event) => event.preventDefault());
   document.addEventListener("drop", (event) => event.preventDefault());
+  zone.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      ui.file.click();
+    }
+  });
   ui.file.addEventListener("change", () => {
     transcribeFile(ui.file.files[0]);
     ui.file.value = "";
