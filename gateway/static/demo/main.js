@@ -286,7 +286,7 @@ async function processAudioCommand(file) {
 async function fetchJson(path) {
   const headers = apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
   const response = await fetch(path, { headers });
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  if (!response.ok) throw Object.assign(new Error(`${path}: HTTP ${response.status}`), { status: response.status });
   return response.json();
 }
 
@@ -306,8 +306,11 @@ async function loadModels() {
 async function loadLimits() {
   try {
     state.maxBytes = (await fetchJson("/api/status")).limits.max_audio_bytes ?? DEFAULT_MAX_BYTES;
-  } catch {
+  } catch (error) {
     state.maxBytes = DEFAULT_MAX_BYTES;
+    if (error.status === 401 || error.status === 403) {
+      toast("This server needs an API key: open this page as /demo?api_key=YOUR_KEY.", "error");
+    }
   }
   ui.maxSize.textContent = megabytes(state.maxBytes);
 }
