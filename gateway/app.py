@@ -6,7 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from gateway import routes
 from gateway.audio_client import AudioServiceClient
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/", routes.index),
+            Route("/demo", routes.demo),
+            Mount("/static", StaticFiles(packages=[("gateway", "static")]), name="static"),
             Route("/health", routes.health),
             Route("/api/status", routes.api_status),
             Route("/api/models", routes.api_models),

@@ -25,9 +25,18 @@ def _ctx(request: Request) -> GatewayContext:
     return request.app.state.ctx
 
 
+def _page(name: str) -> HTMLResponse:
+    return HTMLResponse(resources.files("gateway").joinpath("static", name).read_text("utf-8"))
+
+
 async def index(_: Request) -> Response:
-    page = resources.files("gateway").joinpath("static/index.html").read_text("utf-8")
-    return HTMLResponse(page)
+    """The product page: what the service is, the demo, the API."""
+    return _page("index.html")
+
+
+async def demo(_: Request) -> Response:
+    """The live browser demo (its CSS, JS and sample clip are under ``/static``)."""
+    return _page("demo.html")
 
 
 async def _redis_ok(ctx: GatewayContext) -> bool:
