@@ -38,6 +38,8 @@ class TranscriptionJob:
     count: int = 1
     offset_s: float = 0.0  # where this piece starts in the stream or file
     prompt: str | None = None
+    temperature: float | None = None  # None or 0: the model's fallback schedule
+    word_timestamps: bool = False  # add per-word timings to the reply's segments
     enqueued_at: float = field(default_factory=time.time)
 
     def to_wire(self) -> dict[str, Any]:

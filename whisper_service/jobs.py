@@ -17,7 +17,7 @@ from shared import protocol
 from shared.jobs import TranscriptionJob
 from shared.models import ModelUnavailableError, UnknownModelError, UnsupportedRequestError, check_request
 from whisper_service import context
-from whisper_service.backends import DecodeOptions
+from whisper_service.backends import DecodeOptions, Segment
 
 log = structlog.get_logger()
 
@@ -44,6 +44,8 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
             task=job.task,
             beam_size=ctx.settings.beam_size,
             initial_prompt=job.prompt,
+            word_timestamps=job.word_timestamps,
+            temperature=job.temperature,
         )
         check_request(transcriber.name, transcriber.multilingual, options.language, options.task)
         audio = np.frombuffer(job.pcm, dtype="<i2").astype(np.float32) / 32768.0
@@ -77,10 +79,7 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
         queue_wait_ms=round(queue_wait_s * 1000, 1),
         rtf=round(took / max(job.duration_s, 1e-6), 3),
     )
-    segments = [
-        {"start": round(job.offset_s + s.start, 3), "end": round(job.offset_s + s.end, 3), "text": s.text}
-        for s in result.segments
-    ]
+    segments = [_segment(s, job.offset_s, job.duration_s) for s in result.segments]
     start = segments[0]["start"] if segments else job.offset_s
     end = segments[-1]["end"] if segments else job.offset_s + job.duration_s
     return protocol.transcript(
@@ -98,3 +97,27 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
         segments=segments,
         processing_ms=round(took * 1000),
     )
+
+
+def _segment(segment: Segment, offset_s: float, duration_s: float) -> dict[str, Any]:
+    """A segment with times in the whole file (``offset_s`` is where the piece starts), and
+    the decoder's confidence figures that OpenAI's ``verbose_json`` reports. Times are
+    clamped to the piece: Whisper sometimes places the last segment's end past the audio
+    it was given, which would make subtitles of adjacent pieces overlap."""
+
+    def at(t: float) -> float:
+        return round(offset_s + min(max(t, 0.0), duration_s), 3)
+
+    out: dict[str, Any] = {
+        "start": at(segment.start),
+        "end": at(max(segment.end, segment.start)),
+        "text": segment.text,
+        "avg_logprob": round(segment.avg_logprob, 4),
+        "no_speech_prob": round(segment.no_speech_prob, 4),
+        "compression_ratio": round(segment.compression_ratio, 4),
+        "temperature": segment.temperature,
+    }
+    if segment.words is not None:
+        out["words"] = [{"word": w.word.strip(), "start": at(w.start), "end": at(max(w.end, w.start))}
+                        for w in segment.words]  # fmt: skip
+    return out
