@@ -6,11 +6,14 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from gateway import routes
 from gateway.audio_client import AudioServiceClient
+from gateway.auth import APIKeyMiddleware
 from gateway.context import GatewayContext
+from gateway.openai_api import OpenAIAudioAPI
 from gateway.replies import ReplyRouter
 from gateway.ws import websocket_endpoint
 from shared.config import Settings, get_settings
@@ -42,9 +45,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/api/models", routes.api_models),
             Route("/api/load-model", routes.api_load_model, methods=["POST"]),
             WebSocketRoute("/ws", websocket_endpoint),
+            *OpenAIAudioAPI().routes(),
         ],
+        middleware=_auth_middleware(settings),
         lifespan=lifespan,
     )
+
+
+def _auth_middleware(settings: Settings) -> list[Middleware]:
+    """The API key check, only when ``S2T_API_KEY`` is set (otherwise the service is open)."""
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    return [Middleware(APIKeyMiddleware, api_key=key)] if key else []
 
 
 def ws_max_size(settings: Settings) -> int:
