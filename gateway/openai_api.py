@@ -61,7 +61,11 @@ class AudioRequest:
     stream: bool
 
     def hints(self) -> dict[str, Any]:
-        hints: dict[str, Any] = {"word_timestamps": self.words}
+        """Options for the model. Word timings are always asked for: Whisper's own segment
+        ends run on to the next segment's start (seconds late after a pause), while the
+        word alignment puts each segment where its words are; measured on a 3-minute file
+        the cost was within run-to-run noise. ``words`` only decides what the reply shows."""
+        hints: dict[str, Any] = {"word_timestamps": True}
         if self.prompt:
             hints["prompt"] = self.prompt
         if self.temperature is not None:
@@ -325,8 +329,9 @@ class OpenAIAudioAPI:
                     texts.extend([text] if text else [])
                     total = max(total, index + 1)
                     progress = {"completed": index + 1, "pieces": total, "duration_s": run.duration_s}
+                    info = _piece_info(index, piece, words=run.request.words)
                     yield _sse({"type": "transcript.text.delta", "delta": delta, "logprobs": None,
-                                "x_progress": progress, "x_piece": _piece_info(index, piece)})  # fmt: skip
+                                "x_progress": progress, "x_piece": info})  # fmt: skip
             except OpenAIError as exc:
                 yield _sse(exc.body())
                 return
@@ -356,9 +361,13 @@ def _model_object(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "whisper-appliance"}
 
 
-def _piece_info(index: int, piece: dict[str, Any]) -> dict[str, Any]:
-    keys = ("start", "end", "language", "worker_id", "model", "segments", "no_speech")
-    return {"index": index, **{k: piece[k] for k in keys if k in piece}}
+def _piece_info(index: int, piece: dict[str, Any], *, words: bool) -> dict[str, Any]:
+    """Where a streamed piece sits and which worker did it; word lists only when asked."""
+    keys = ("start", "end", "language", "worker_id", "model", "no_speech")
+    info = {"index": index, **{k: piece[k] for k in keys if k in piece}}
+    info["segments"] = [s if words else {k: v for k, v in s.items() if k != "words"}
+                        for s in piece.get("segments", [])]  # fmt: skip
+    return info
 
 
 def _sse(data: dict[str, Any]) -> str:

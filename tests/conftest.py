@@ -81,3 +81,20 @@ def stack(redis_url: str) -> Iterator[Stack]:
     running = start_stack(redis_url, workers=2)
     yield running
     stop_stack(running)
+
+
+API_KEY = "test-key-4f1c"
+
+
+@pytest.fixture(scope="session")
+def api_stack() -> Iterator[Stack]:
+    """Two workers with S2T_API_KEY set: the OpenAI-compatible API, the CLI and long files.
+
+    On a Redis of its own: workers of two stacks on one Redis would share the queue, and
+    each stack's tests count its own workers."""
+    proc, url = start_redis()
+    running = start_stack(url, workers=2, extra_env={"S2T_API_KEY": API_KEY}, quiet=True)
+    yield running
+    stop_stack(running)
+    proc.terminate()
+    proc.wait(10)
