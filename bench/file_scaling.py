@@ -7,8 +7,10 @@ worker count the bench starts ``whisper-appliance up`` on a Redis of its own (lo
 only), sends one short warm-up file, then times ``--runs`` requests and keeps the median.
 ``up`` gives each worker cores / workers threads (at least one), so on a machine with
 fewer cores than workers the workers share cores and the speed-up flattens.
+``--threads N`` fixes every worker's threads instead (e.g. 1, to see how far pieces in
+parallel scale when each worker has one core).
 
-    .venv/bin/python -m bench.file_scaling [--workers 1,2,4] [--runs 3] [--model tiny.en]
+    .venv/bin/python -m bench.file_scaling [--workers 1,2,4] [--runs 3] [--model tiny.en] [--threads N]
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ def transcribe(base_url: str, audio: bytes, name: str) -> dict[str, Any]:
     return response.json()
 
 
-def measure(workers: int, audio: bytes, reference: str, runs: int, model: str) -> dict[str, Any]:
+def measure(
+    workers: int, audio: bytes, reference: str, runs: int, model: str, threads: int | None
+) -> dict[str, Any]:
+    env = {"S2T_MODEL": model, **({"S2T_CPU_THREADS": str(threads)} if threads else {})}
     redis_proc, redis_url = start_redis()
-    stack = start_stack(redis_url, workers=workers, extra_env={"S2T_MODEL": model}, quiet=True)
+    stack = start_stack(redis_url, workers=workers, extra_env=env, quiet=True)
     try:
         transcribe(stack.base_url, fixture_bytes("jfk"), "jfk.flac")  # warm-up: models loaded, VAD ready
         times, errors, segments = [], [], 0
@@ -66,17 +71,20 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--threads", type=int, help="threads per worker (default: cores / workers)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
     audio, placements = long_audio.build()
     reference = " ".join(p.reference for p in placements)
-    rows = [measure(int(n), audio, reference, args.runs, args.model) for n in args.workers.split(",") if n]
+    counts = [int(n) for n in args.workers.split(",") if n]
+    rows = [measure(n, audio, reference, args.runs, args.model, args.threads) for n in counts]
     base = rows[0]["wall_s"]
     for row in rows:
         row["speedup"] = round(base / row["wall_s"], 2)
         row["x_realtime"] = round(row["audio_s"] / row["wall_s"], 1)
-    print(f"machine: {machine()}; model {args.model}; {rows[0]['audio_s']:.0f} s file; "
+    threads = f"{args.threads} thread(s) per worker" if args.threads else "cores / workers threads per worker"
+    print(f"machine: {machine()}; model {args.model}; {rows[0]['audio_s']:.0f} s file; {threads}; "
           f"median of {args.runs} runs")  # fmt: skip
     print(f"{'workers':>8}{'wall s':>9}{'speed-up':>10}{'x realtime':>12}{'WER':>7}  runs")
     for r in rows:
@@ -84,7 +92,8 @@ def main() -> None:
               f"{r['runs_s']}")  # fmt: skip
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"machine": machine(), "model": args.model, "rows": rows}, out, indent=2)
+            json.dump({"machine": machine(), "model": args.model, "threads": args.threads, "rows": rows}, out,
+                      indent=2)  # fmt: skip
 
 
 if __name__ == "__main__":
