@@ -201,14 +201,14 @@ class FileRun:
         self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Subscribe, then hand the audio over; raise OpenAIError if refused at once."""
+        """Subscribe, then hand the audio over; raise OpenAIError if refused at once (the
+        caller closes the run either way)."""
         await self.ctx.router.register(self.channel, self.files.on_reply)
         req = self.request
         try:
             self.files.accept(req.audio, language=req.language, task=req.task, model=req.model,
                               client_request_id=None, hints=req.hints())  # fmt: skip
         except ProtocolError as exc:
-            await self.close()
             raise OpenAIError.from_code(exc.code, exc.message) from None
         self._watchdog = asyncio.create_task(self.files.watch_deadlines())
 
