@@ -4,6 +4,8 @@ subtitle rendering, the API key middleware, and decode hints reaching the job.""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import srt
@@ -15,9 +17,13 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from audio_service.app import _decode_hints
+from gateway.app import create_app
 from gateway.auth import APIKeyMiddleware, key_subprotocol, protected
 from shared import codec, subtitles
+from shared.config import Settings
 from shared.jobs import TranscriptionJob
+from tests.helpers import fixture_bytes
+from whisper_appliance.embedded_redis import start_redis
 from whisper_appliance.transcribe_cli import sse_events
 
 WORDS = [{"word": "Hello", "start": 0.5, "end": 1.0}, {"word": "there.", "start": 1.1, "end": 2.0}]
@@ -115,3 +121,35 @@ def test_protected_paths_and_subprotocol_key() -> None:
     assert not protected("/v1x") and not protected("/wsx")
     assert key_subprotocol(["a", "bearer.k"], "k") == "bearer.k" and key_subprotocol(["k"], "k") == "k"
     assert key_subprotocol(["bearer.x"], "k") is None
+
+
+@pytest.fixture(scope="module")
+def idle_redis() -> Iterator[str]:
+    """A Redis no worker heartbeats on."""
+    proc, url = start_redis()
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _gateway(redis_url: str, **settings: Any) -> TestClient:
+    """The gateway in-process, open (no key), with no audio service behind it."""
+    settings = {"api_key": None, "audio_service_url": "http://127.0.0.1:9", **settings}
+    return TestClient(create_app(Settings(redis_url=redis_url, **settings)))
+
+
+def test_open_without_key_and_503_without_workers(idle_redis: str) -> None:
+    with _gateway(idle_redis) as client:
+        assert "whisper-1" in [m["id"] for m in client.get("/v1/models").json()["data"]]
+        response = client.post("/v1/audio/transcriptions", files={"file": ("jfk.flac", fixture_bytes("jfk"))},
+                               data={"model": "whisper-1"})  # fmt: skip
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert response.json()["error"]["code"] == "no_workers"
+    assert response.json()["error"]["type"] == "server_error"
+
+
+def test_429_when_requests_in_flight_reach_the_limit(idle_redis: str) -> None:
+    with _gateway(idle_redis, max_clients=0) as client:
+        response = client.post("/v1/audio/transcriptions", files={"file": ("jfk.flac", fixture_bytes("jfk"))},
+                               data={"model": "whisper-1"})  # fmt: skip
+    assert response.status_code == 429 and response.json()["error"]["code"] == "busy"
