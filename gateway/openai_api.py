@@ -61,11 +61,11 @@ class AudioRequest:
     stream: bool
 
     def hints(self) -> dict[str, Any]:
-        """Options for the model. Word timings are always asked for: Whisper's own segment
-        ends run on to the next segment's start (seconds late after a pause), while the
-        word alignment puts each segment where its words are; measured on a 3-minute file
-        the cost was within run-to-run noise. ``words`` only decides what the reply shows."""
-        hints: dict[str, Any] = {"word_timestamps": True}
+        """Options for the model. Word timings only when asked for: in faster-whisper they
+        also change where decoding resumes, which can make the model decode the silence
+        after the last word ("Thank you."). Segment times are trimmed to the speech by the
+        worker instead (see ``whisper_service.jobs``)."""
+        hints: dict[str, Any] = {"word_timestamps": self.words}
         if self.prompt:
             hints["prompt"] = self.prompt
         if self.temperature is not None:

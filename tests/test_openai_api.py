@@ -82,6 +82,16 @@ def test_verbose_json_segments_words_and_temperature(client: OpenAI) -> None:
     assert words[-1].end <= JFK_S and "country" in words[-1].word.lower()
 
 
+def test_prompt_reaches_the_model(client: OpenAI) -> None:
+    """Whisper continues the prompt's style: an upper-case prompt gives upper-case text."""
+    plain = client.audio.transcriptions.create(model="whisper-1", file=_jfk()).text
+    prompted = client.audio.transcriptions.create(
+        model="whisper-1", file=_jfk(), prompt="AND SO MY FELLOW AMERICANS, ASK NOT"
+    ).text
+    assert plain != plain.upper() and prompted == prompted.upper(), (plain, prompted)
+    assert wer(manifest()["jfk"]["reference"], prompted) <= 0.10, prompted
+
+
 def test_verbose_json_without_word_granularity_has_no_words(client: OpenAI) -> None:
     result = client.audio.transcriptions.create(
         model="whisper-1", file=_jfk(), response_format="verbose_json"

@@ -13,6 +13,8 @@ import numpy as np
 import structlog
 from rq.timeouts import JobTimeoutException
 
+from audio_service.decoder import SAMPLE_RATE
+from audio_service.splitter import speech_regions
 from shared import protocol
 from shared.jobs import TranscriptionJob
 from shared.models import ModelUnavailableError, UnknownModelError, UnsupportedRequestError, check_request
@@ -79,7 +81,9 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
         queue_wait_ms=round(queue_wait_s * 1000, 1),
         rtf=round(took / max(job.duration_s, 1e-6), 3),
     )
-    segments = [_segment(s, job.offset_s, job.duration_s) for s in result.segments]
+    # Word timings already place segments on the words; otherwise snap them to the speech.
+    spans = speech_spans(audio) if job.kind == "final" and not job.word_timestamps else []
+    segments = [_segment(s, job.offset_s, job.duration_s, spans) for s in result.segments]
     start = segments[0]["start"] if segments else job.offset_s
     end = segments[-1]["end"] if segments else job.offset_s + job.duration_s
     return protocol.transcript(
@@ -99,18 +103,36 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
     )
 
 
-def _segment(segment: Segment, offset_s: float, duration_s: float) -> dict[str, Any]:
+def speech_spans(audio: np.ndarray) -> list[tuple[float, float]]:
+    """Where the piece has speech (seconds), by the same VAD the audio service splits with."""
+    try:
+        return [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in speech_regions(audio)]
+    except Exception:  # timings are a refinement; never lose a transcript over them
+        log.exception("speech_spans_failed")
+        return []
+
+
+def _segment(
+    segment: Segment, offset_s: float, duration_s: float, spans: list[tuple[float, float]]
+) -> dict[str, Any]:
     """A segment with times in the whole file (``offset_s`` is where the piece starts), and
-    the decoder's confidence figures that OpenAI's ``verbose_json`` reports. Times are
-    clamped to the piece: Whisper sometimes places the last segment's end past the audio
-    it was given, which would make subtitles of adjacent pieces overlap."""
+    the decoder's confidence figures that OpenAI's ``verbose_json`` reports.
+
+    Whisper ends a segment where the next one starts, so before a pause its end runs on
+    through the silence (seconds late in subtitles), and it may even place it past the
+    audio it was given. Times are therefore kept inside the piece and, given ``spans``,
+    trimmed to the speech the segment overlaps."""
+    start, end = segment.start, max(segment.end, segment.start)
+    overlapping = [(a, b) for a, b in spans if a < end and b > start]
+    if overlapping:
+        start, end = max(start, overlapping[0][0]), min(end, overlapping[-1][1])
 
     def at(t: float) -> float:
         return round(offset_s + min(max(t, 0.0), duration_s), 3)
 
     out: dict[str, Any] = {
-        "start": at(segment.start),
-        "end": at(max(segment.end, segment.start)),
+        "start": at(start),
+        "end": at(end),
         "text": segment.text,
         "avg_logprob": round(segment.avg_logprob, 4),
         "no_speech_prob": round(segment.no_speech_prob, 4),
