@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
@@ -14,6 +15,7 @@ from gateway.audio_client import AudioServiceClient
 from gateway.auth import APIKeyMiddleware
 from gateway.context import GatewayContext
 from gateway.openai_api import OpenAIAudioAPI
+from gateway.openai_errors import http_exception_handler
 from gateway.replies import ReplyRouter
 from gateway.ws import websocket_endpoint
 from shared.config import Settings, get_settings
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *OpenAIAudioAPI().routes(),
         ],
         middleware=_auth_middleware(settings),
+        exception_handlers={HTTPException: http_exception_handler},
         lifespan=lifespan,
     )
 

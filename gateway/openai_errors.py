@@ -3,7 +3,9 @@ it expects (``BadRequestError``, ``AuthenticationError``, …) with a readable m
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from shared.protocol import ErrorCode
 
@@ -54,3 +56,16 @@ def error_type(status: int) -> str:
     if status == 429:
         return "rate_limit_error"
     return "invalid_request_error" if status < 500 else "server_error"
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Routing errors (404 unknown path, 405 wrong method) in OpenAI's shape under ``/v1``,
+    so SDK users get a readable exception; Starlette's plain text everywhere else."""
+    assert isinstance(exc, HTTPException)
+    if request.url.path != "/v1" and not request.url.path.startswith("/v1/"):
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    message = f"{exc.detail}: {request.method} {request.url.path}"
+    response = OpenAIError(exc.status_code, message, code=code).response()
+    response.headers.update(exc.headers or {})
+    return response

@@ -148,6 +148,16 @@ def test_open_without_key_and_503_without_workers(idle_redis: str) -> None:
     assert response.json()["error"]["type"] == "server_error"
 
 
+def test_routing_errors_under_v1_are_openai_shaped(idle_redis: str) -> None:
+    with _gateway(idle_redis) as client:
+        wrong_method = client.get("/v1/audio/transcriptions")
+        unknown = client.post("/v1/audio/speech")
+        elsewhere = client.get("/nowhere")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "invalid_request_error"
+    assert elsewhere.status_code == 404 and elsewhere.text == "Not Found"
+
+
 def test_429_when_requests_in_flight_reach_the_limit(idle_redis: str) -> None:
     with _gateway(idle_redis, max_clients=0) as client:
         response = client.post("/v1/audio/transcriptions", files={"file": ("jfk.flac", fixture_bytes("jfk"))},
