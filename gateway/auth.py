@@ -1,8 +1,9 @@
 """API key check for ``/v1/*``, ``/api/*`` and ``/ws`` when ``S2T_API_KEY`` is set.
 
-HTTP clients send ``Authorization: Bearer <key>`` (what OpenAI's SDK sends). Browsers
-cannot set headers on a WebSocket, so ``/ws`` also takes ``?api_key=<key>`` or an entry
-in ``Sec-WebSocket-Protocol`` (``new WebSocket(url, ["whisper-appliance", "bearer.<key>"])``);
+HTTP clients send ``Authorization: Bearer <key>`` (what OpenAI's SDK sends), and may on
+WebSockets too. Browsers cannot set headers on a WebSocket, so WebSockets also take
+``?api_key=<key>`` or an entry in ``Sec-WebSocket-Protocol``
+(``new WebSocket(url, ["whisper-appliance", "bearer.<key>"])``);
 the handshake then answers with the first non-secret subprotocol offered, as browsers
 require an answer when they offered one. Keys are compared with
 :func:`hmac.compare_digest`, so timing does not reveal how much of a guess was right.
@@ -85,7 +86,10 @@ class APIKeyMiddleware:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         offered = subprotocols(scope)
         carrier = key_subprotocol(offered, self.key)
-        if carrier is None and not key_matches((query.get("api_key") or [None])[0], self.key):
+        allowed = key_matches((query.get("api_key") or [None])[0], self.key) or key_matches(
+            bearer_token(scope["headers"]), self.key
+        )  # programs (e.g. OpenAI's realtime client) send the header on WebSockets too
+        if carrier is None and not allowed:
             await receive()  # the websocket.connect message
             await send({"type": "websocket.close", "code": CLOSE_POLICY_VIOLATION,
                         "reason": "Invalid or missing API key"})  # fmt: skip

@@ -107,6 +107,8 @@ def test_middleware_websocket() -> None:
     client = TestClient(_app())
     with client.websocket_connect("/ws?api_key=k3y") as ws:
         assert ws.receive_text() == "hi"
+    with client.websocket_connect("/ws", headers={"Authorization": "Bearer k3y"}) as ws:
+        assert ws.receive_text() == "hi"
     with client.websocket_connect("/ws", subprotocols=["whisper-appliance", "bearer.k3y"]) as ws:
         assert ws.accepted_subprotocol == "whisper-appliance"
     for bad in ("/ws", "/ws?api_key=nope"):
