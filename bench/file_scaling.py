@@ -25,9 +25,8 @@ import httpx
 
 from bench.pipeline_overhead import machine
 from tests import long_audio
-from tests.conftest import start_stack, stop_stack
+from tests.conftest import private_redis, start_stack, stop_stack
 from tests.helpers import fixture_bytes, wer
-from whisper_appliance.embedded_redis import start_redis
 
 
 def transcribe(base_url: str, audio: bytes, name: str) -> dict[str, Any]:
@@ -45,24 +44,26 @@ def measure(
     workers: int, audio: bytes, reference: str, runs: int, model: str, threads: int | None
 ) -> dict[str, Any]:
     env = {"S2T_MODEL": model, **({"S2T_CPU_THREADS": str(threads)} if threads else {})}
-    redis_proc, redis_url = start_redis()
-    stack = start_stack(redis_url, workers=workers, extra_env=env, quiet=True)
-    try:
-        transcribe(stack.base_url, fixture_bytes("jfk"), "jfk.flac")  # warm-up: models loaded, VAD ready
-        times, errors, segments = [], [], 0
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            body = transcribe(stack.base_url, audio, "long.flac")
-            times.append(time.perf_counter() - t0)
-            errors.append(wer(reference, body["text"]))
-            segments = len(body["segments"])
-        return {"workers": workers, "wall_s": round(statistics.median(times), 2),
-                "runs_s": [round(t, 2) for t in times], "wer": round(statistics.median(errors), 3),
-                "segments": segments, "audio_s": body["duration"]}  # fmt: skip
-    finally:
-        stop_stack(stack)
-        redis_proc.terminate()
-        redis_proc.wait(10)
+    with private_redis() as redis_url:
+        stack = start_stack(redis_url, workers=workers, extra_env=env, quiet=True)
+        try:
+            return timed_runs(stack.base_url, workers, audio, reference, runs)
+        finally:
+            stop_stack(stack)
+
+
+def timed_runs(base_url: str, workers: int, audio: bytes, reference: str, runs: int) -> dict[str, Any]:
+    transcribe(base_url, fixture_bytes("jfk"), "jfk.flac")  # warm-up: models loaded, VAD ready
+    times, errors, segments = [], [], 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        body = transcribe(base_url, audio, "long.flac")
+        times.append(time.perf_counter() - t0)
+        errors.append(wer(reference, body["text"]))
+        segments = len(body["segments"])
+    return {"workers": workers, "wall_s": round(statistics.median(times), 2),
+            "runs_s": [round(t, 2) for t in times], "wer": round(statistics.median(errors), 3),
+            "segments": segments, "audio_s": body["duration"]}  # fmt: skip
 
 
 def main() -> None:

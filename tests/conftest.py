@@ -3,6 +3,7 @@ service started the way a user starts it (``whisper-appliance up``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,12 +24,21 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"Speech fixtures not found at {FIXTURES} (set S2T_FIXTURES)")
 
 
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A Redis of its own on a free port, stopped afterwards."""
+    proc, url = start_redis()
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    proc, url = start_redis()
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with private_redis() as url:
+        yield url
 
 
 @dataclass
@@ -92,9 +102,7 @@ def api_stack() -> Iterator[Stack]:
 
     On a Redis of its own: workers of two stacks on one Redis would share the queue, and
     each stack's tests count its own workers."""
-    proc, url = start_redis()
-    running = start_stack(url, workers=2, extra_env={"S2T_API_KEY": API_KEY}, quiet=True)
-    yield running
-    stop_stack(running)
-    proc.terminate()
-    proc.wait(10)
+    with private_redis() as url:
+        running = start_stack(url, workers=2, extra_env={"S2T_API_KEY": API_KEY}, quiet=True)
+        yield running
+        stop_stack(running)

@@ -22,8 +22,8 @@ from gateway.auth import APIKeyMiddleware, key_subprotocol, protected
 from shared import codec, subtitles
 from shared.config import Settings
 from shared.jobs import TranscriptionJob
+from tests.conftest import private_redis
 from tests.helpers import fixture_bytes
-from whisper_appliance.embedded_redis import start_redis
 from whisper_appliance.transcribe_cli import sse_events
 
 WORDS = [{"word": "Hello", "start": 0.5, "end": 1.0}, {"word": "there.", "start": 1.1, "end": 2.0}]
@@ -128,10 +128,8 @@ def test_protected_paths_and_subprotocol_key() -> None:
 @pytest.fixture(scope="module")
 def idle_redis() -> Iterator[str]:
     """A Redis no worker heartbeats on."""
-    proc, url = start_redis()
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with private_redis() as url:
+        yield url
 
 
 def _gateway(redis_url: str, **settings: Any) -> TestClient:
