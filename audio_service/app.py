@@ -36,6 +36,19 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status_code=status)
 
 
+def _decode_hints(req: dict[str, Any]) -> dict[str, Any]:
+    """Options the gateway passes through to the model untouched (OpenAI's ``prompt``,
+    ``temperature``, word timestamps); anything of the wrong type is left out."""
+    hints: dict[str, Any] = {}
+    if isinstance(req.get("prompt"), str) and req["prompt"]:
+        hints["prompt"] = req["prompt"]
+    if isinstance(req.get("temperature"), int | float) and not isinstance(req["temperature"], bool):
+        hints["temperature"] = float(req["temperature"])
+    if isinstance(req.get("word_timestamps"), bool):
+        hints["word_timestamps"] = req["word_timestamps"]
+    return hints
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     queue = JobQueue(settings)
@@ -78,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 index=p.index,
                 count=len(pieces),
                 offset_s=p.start_s,
+                **_decode_hints(req),
             )
             for p in pieces
         ]

@@ -6,12 +6,17 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from gateway import routes
 from gateway.audio_client import AudioServiceClient
+from gateway.auth import APIKeyMiddleware
 from gateway.context import GatewayContext
+from gateway.openai_api import OpenAIAudioAPI
+from gateway.openai_errors import http_exception_handler
 from gateway.replies import ReplyRouter
 from gateway.ws import websocket_endpoint
 from shared.config import Settings, get_settings
@@ -45,9 +50,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/api/models", routes.api_models),
             Route("/api/load-model", routes.api_load_model, methods=["POST"]),
             WebSocketRoute("/ws", websocket_endpoint),
+            *OpenAIAudioAPI().routes(),
         ],
+        middleware=_auth_middleware(settings),
+        exception_handlers={HTTPException: http_exception_handler},
         lifespan=lifespan,
     )
+
+
+def _auth_middleware(settings: Settings) -> list[Middleware]:
+    """The API key check, only when ``S2T_API_KEY`` is set (otherwise the service is open)."""
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    return [Middleware(APIKeyMiddleware, api_key=key)] if key else []
 
 
 def ws_max_size(settings: Settings) -> int:

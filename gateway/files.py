@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -47,9 +47,11 @@ class FileJobs:
         model: str,
         client_request_id: str | None,
         source: str = "upload",
+        hints: Mapping[str, Any] | None = None,
     ) -> None:
         """Check what can be checked at once (raising ProtocolError), then decode and queue
-        in the background; results arrive through ``emit``."""
+        in the background; results arrive through ``emit``. ``hints`` (``prompt``,
+        ``temperature``, ``word_timestamps``) travel with every piece to the model."""
         try:
             spec = validate_model_name(model)
             language = protocol.normalize_language(language)
@@ -72,12 +74,19 @@ class FileJobs:
             deadline=time.monotonic() + self.ctx.settings.job_ttl_s + self.ctx.settings.job_timeout_s,
         )
         self.pending[pending.internal_id] = pending
-        task_ = asyncio.create_task(self._submit(pending, audio, language, task, model, source))
+        task_ = asyncio.create_task(self._submit(pending, audio, language, task, model, source, hints or {}))
         self._tasks.add(task_)
         task_.add_done_callback(self._tasks.discard)
 
     async def _submit(
-        self, pending: PendingRequest, audio: bytes, language: str | None, task: str, model: str, source: str
+        self,
+        pending: PendingRequest,
+        audio: bytes,
+        language: str | None,
+        task: str,
+        model: str,
+        source: str,
+        hints: Mapping[str, Any],
     ) -> None:
         self.emit(protocol.status("Processing audio", processing=True, request_id=pending.client_request_id))
         try:
@@ -89,6 +98,7 @@ class FileJobs:
                 task=task,
                 model=model,
                 source=source,
+                **hints,
             )
         except ProtocolError as exc:
             self.pending.pop(pending.internal_id, None)
@@ -97,6 +107,10 @@ class FileJobs:
         pending.utterance_ids = [p["utterance_id"] for p in submitted.pieces]
         pending.duration_s = submitted.duration_s
         pending.count = len(submitted.pieces)
+        # Decoded and queued: how many pieces to expect, so clients can show progress.
+        self.emit(protocol.status("Audio queued", processing=True, pieces=pending.count,
+                                  duration_s=round(submitted.duration_s, 3),
+                                  request_id=pending.client_request_id))  # fmt: skip
         if not submitted.pieces:  # no speech: say so rather than send silence to the model
             self.emit(pending.no_speech_transcript(source))
         if pending.done:

@@ -41,6 +41,8 @@ class TranscriptionJob:
     prompt: str | None = None
     stream_id: str | None = None  # live streams: partials of a stream supersede older ones
     seq: int = 0  # order of this job among its stream's jobs
+    temperature: float | None = None  # None or 0: the model's fallback schedule
+    word_timestamps: bool = False  # add per-word timings to the reply's segments
     enqueued_at: float = field(default_factory=time.time)
 
     def to_wire(self) -> dict[str, Any]:

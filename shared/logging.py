@@ -38,7 +38,7 @@ def log_settings(log: structlog.stdlib.BoundLogger, settings: Settings, *, publi
     """Every service prints its effective configuration at start, secrets masked; the
     public-facing one also says when it is open to anyone."""
     log.info("effective_configuration", **settings.masked())
-    if public and settings.api_key is None:
+    if public and not (settings.api_key and settings.api_key.get_secret_value()):
         log.warning(
             "api_key_unset", message="S2T_API_KEY is not set: the service is open to anyone who can reach it"
         )

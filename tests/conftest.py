@@ -3,6 +3,7 @@ service started the way a user starts it (``whisper-appliance up``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,12 +24,21 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"Speech fixtures not found at {FIXTURES} (set S2T_FIXTURES)")
 
 
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A Redis of its own on a free port, stopped afterwards."""
+    proc, url = start_redis()
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    proc, url = start_redis()
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with private_redis() as url:
+        yield url
 
 
 @dataclass
@@ -81,3 +91,18 @@ def stack(redis_url: str) -> Iterator[Stack]:
     running = start_stack(redis_url, workers=2)
     yield running
     stop_stack(running)
+
+
+API_KEY = "test-key-4f1c"
+
+
+@pytest.fixture(scope="session")
+def api_stack() -> Iterator[Stack]:
+    """Two workers with S2T_API_KEY set: the OpenAI-compatible API, the CLI and long files.
+
+    On a Redis of its own: workers of two stacks on one Redis would share the queue, and
+    each stack's tests count its own workers."""
+    with private_redis() as url:
+        running = start_stack(url, workers=2, extra_env={"S2T_API_KEY": API_KEY}, quiet=True)
+        yield running
+        stop_stack(running)

@@ -33,19 +33,11 @@ def fixture_bytes(fixture_id: str) -> bytes:
 
 
 def ffmpeg_convert(data: bytes, *output_args: str, input_args: tuple[str, ...] = ()) -> bytes:
-    """Convert in memory through ffmpeg's pipes (tests keep audio off the disk too)."""
+    """Convert in memory through ffmpeg's pipes (tests keep audio off the disk too);
+    ``input_args`` describe headerless input such as raw PCM."""
+    command = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", *input_args, "-i", "pipe:0"]
     result = subprocess.run(
-        [
-            ffmpeg_path(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            *input_args,
-            "-i",
-            "pipe:0",
-            *output_args,
-            "pipe:1",
-        ],
+        [*command, *output_args, "pipe:1"],
         input=data,
         capture_output=True,
         check=True,

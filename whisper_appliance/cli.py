@@ -1,4 +1,4 @@
-"""``whisper-appliance {up,gateway,audio,worker}``."""
+"""``whisper-appliance {up,gateway,audio,worker,transcribe}``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import sys
 
 from shared.config import Settings, cpu_count, get_settings
+from whisper_appliance import transcribe_cli
 
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
@@ -33,12 +34,15 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     au.add_argument("--port", type=int, default=settings.audio_port)
 
     sub.add_parser("worker", help="run one Whisper worker")
+    transcribe_cli.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     args = _parser(settings).parse_args(argv)
+    if args.command == "transcribe":
+        return transcribe_cli.run(args)
     if args.command == "up":
         from whisper_appliance.supervisor import run_up
 

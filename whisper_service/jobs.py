@@ -13,12 +13,14 @@ import numpy as np
 import structlog
 from rq.timeouts import JobTimeoutException
 
+from audio_service.decoder import SAMPLE_RATE
+from audio_service.splitter import speech_regions
 from shared import protocol
 from shared.jobs import TranscriptionJob
 from shared.models import ModelUnavailableError, UnknownModelError, UnsupportedRequestError, check_request
 from shared.redis_keys import stream_key
 from whisper_service import context, filters
-from whisper_service.backends import DecodeOptions
+from whisper_service.backends import DecodeOptions, Segment
 
 log = structlog.get_logger()
 
@@ -69,6 +71,8 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
             beam_size=ctx.settings.partial_beam_size if job.kind == "partial" else ctx.settings.beam_size,
             without_timestamps=job.stream_id is not None,  # live: the utterance has its own times
             initial_prompt=job.prompt,
+            word_timestamps=job.word_timestamps,
+            temperature=job.temperature,
         )
         check_request(transcriber.name, transcriber.multilingual, options.language, options.task)
         audio = np.frombuffer(job.pcm, dtype="<i2").astype(np.float32) / 32768.0
@@ -103,10 +107,11 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
         rtf=round(took / max(job.duration_s, 1e-6), 3),
     )
     kept = filters.clean(result.segments)
-    segments = [
-        {"start": round(job.offset_s + s.start, 3), "end": round(job.offset_s + s.end, 3), "text": s.text}
-        for s in kept
-    ]
+    # Word timings already place segments on the words; otherwise snap them to the speech.
+    # Live utterances carry their own times from the stream's speech detector.
+    wants_spans = job.kind == "final" and job.stream_id is None and not job.word_timestamps
+    spans = speech_spans(audio) if wants_spans else []
+    segments = [_segment(s, job.offset_s, job.duration_s, spans) for s in kept]
     start = segments[0]["start"] if segments else job.offset_s
     end = segments[-1]["end"] if segments else job.offset_s + job.duration_s
     return protocol.transcript(
@@ -124,3 +129,45 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
         segments=segments,
         processing_ms=round(took * 1000),
     )
+
+
+def speech_spans(audio: np.ndarray) -> list[tuple[float, float]]:
+    """Where the piece has speech (seconds), by the same VAD the audio service splits with."""
+    try:
+        return [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in speech_regions(audio)]
+    except Exception:  # timings are a refinement; never lose a transcript over them
+        log.exception("speech_spans_failed")
+        return []
+
+
+def _segment(
+    segment: Segment, offset_s: float, duration_s: float, spans: list[tuple[float, float]]
+) -> dict[str, Any]:
+    """A segment with times in the whole file (``offset_s`` is where the piece starts), and
+    the decoder's confidence figures that OpenAI's ``verbose_json`` reports.
+
+    Whisper ends a segment where the next one starts, so before a pause its end runs on
+    through the silence (seconds late in subtitles), and it may even place it past the
+    audio it was given. Times are therefore kept inside the piece and, given ``spans``,
+    trimmed to the speech the segment overlaps."""
+    start, end = segment.start, max(segment.end, segment.start)
+    overlapping = [(a, b) for a, b in spans if a < end and b > start]
+    if overlapping:
+        start, end = max(start, overlapping[0][0]), min(end, overlapping[-1][1])
+
+    def at(t: float) -> float:
+        return round(offset_s + min(max(t, 0.0), duration_s), 3)
+
+    out: dict[str, Any] = {
+        "start": at(start),
+        "end": at(end),
+        "text": segment.text,
+        "avg_logprob": round(segment.avg_logprob, 4),
+        "no_speech_prob": round(segment.no_speech_prob, 4),
+        "compression_ratio": round(segment.compression_ratio, 4),
+        "temperature": segment.temperature,
+    }
+    if segment.words is not None:
+        out["words"] = [{"word": w.word.strip(), "start": at(w.start), "end": at(max(w.end, w.start))}
+                        for w in segment.words]  # fmt: skip
+    return out

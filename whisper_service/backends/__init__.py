@@ -18,6 +18,15 @@ class DecodeOptions:
     initial_prompt: str | None = None
     word_timestamps: bool = False
     without_timestamps: bool = False  # fewer tokens to decode when segment times are not needed
+    temperature: float | None = None  # None: the backend's fallback schedule from 0.0 upwards
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,9 @@ class Segment:
     text: str
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    words: list[Word] | None = None  # only when DecodeOptions.word_timestamps
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.models import materialize
-from whisper_service.backends import DecodeOptions, Segment, Transcription
+from whisper_service.backends import DecodeOptions, Segment, Transcription, Word
 
 
 def resolve_device(device: str) -> str:
@@ -51,11 +51,25 @@ class FasterWhisperTranscriber:
             without_timestamps=options.without_timestamps,
             condition_on_previous_text=False,
             vad_filter=False,
+            **_temperature(options.temperature),
         )
-        segs = [Segment(s.start, s.end, s.text.strip(), s.no_speech_prob, s.avg_logprob) for s in segments]
+        segs = [
+            Segment(
+                s.start, s.end, s.text.strip(), s.no_speech_prob, s.avg_logprob, s.compression_ratio,
+                s.temperature or 0.0,
+                None if s.words is None else [Word(w.start, w.end, w.word, w.probability) for w in s.words],
+            )
+            for s in segments
+        ]  # fmt: skip
         return Transcription(
             text=" ".join(s.text for s in segs if s.text).strip(),
             language=info.language,
             language_probability=info.language_probability,
             segments=segs,
         )
+
+
+def _temperature(temperature: float | None) -> dict[str, float]:
+    """OpenAI's convention: 0 (or nothing) lets the model raise the temperature when decoding
+    fails, so keep faster-whisper's fallback schedule; a positive value is used as given."""
+    return {"temperature": temperature} if temperature else {}
