@@ -3,6 +3,7 @@ small WebSocket client that collects one request's replies."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import jiwer
+import numpy as np
 from websockets.sync.client import ClientConnection
 
+from audio_service.decoder import decode
 from audio_service.ffmpeg_binary import ffmpeg_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +52,11 @@ def to_webm(data: bytes) -> bytes:
 
 def fixture_webm(fixture_id: str) -> bytes:
     return to_webm(fixture_bytes(fixture_id))
+
+
+def fixture_audio(fixture_id: str) -> np.ndarray:
+    """16 kHz mono float32, decoded by the audio service's own decoder (pipes only)."""
+    return asyncio.run(decode(fixture_bytes(fixture_id), max_seconds=3600)).as_float32()
 
 
 def normalize(text: str) -> str:

@@ -252,3 +252,35 @@ def load_whisper_from_ct2(folder: str | Path, device: str = "cpu") -> Whisper:
             mask[layer, head] = True
         model.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
     return model.to(device).eval()
+
+
+def export_checkpoint(folder: str | Path, target: str | Path) -> Path:
+    """Write an openai-whisper ``.pt`` (``{"dims", "model_state_dict"}``, float16, the
+    layout ``whisper.load_model`` reads) for users who want a checkpoint file."""
+    import dataclasses
+
+    import torch
+
+    ckpt = read_checkpoint(folder)
+    state = {name: torch.from_numpy(value).half() for name, value in whisper_state_dict(ckpt).items()}
+    target = Path(target)
+    torch.save({"dims": dataclasses.asdict(model_dimensions(ckpt)), "model_state_dict": state}, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Convert a CTranslate2 Whisper folder (or a registry "
+                                     "model name) into an openai-whisper .pt checkpoint.")  # fmt: skip
+    parser.add_argument("model", help="CTranslate2 folder or model name, e.g. tiny.en")
+    parser.add_argument("output", help="the .pt file to write")
+    args = parser.parse_args(argv)
+    from shared.models import materialize
+
+    folder = args.model if (Path(args.model) / "model.bin").is_file() else materialize(args.model)
+    print(export_checkpoint(folder, args.output))
+
+
+if __name__ == "__main__":
+    main()
