@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jiwer
 import numpy as np
 from websockets.sync.client import ClientConnection
@@ -103,3 +104,25 @@ def finals(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def joined_text(messages: list[dict[str, Any]]) -> str:
     return " ".join(m["transcript"] for m in finals(messages))
+
+
+def load_model(ws: ClientConnection, name: str, timeout: float = 120.0) -> list[dict[str, Any]]:
+    """Send ``load_model`` and return every reply up to ``model_loaded`` or an ``error``."""
+    send_json(ws, {"command": "load_model", "model_name": name})
+    messages = [recv_json(ws, timeout=timeout)]
+    while messages[-1]["type"] == "status":
+        messages.append(recv_json(ws, timeout=timeout))
+    return messages
+
+
+def worker_models(base_url: str) -> list[list[str]]:
+    """The models each live worker's heartbeat lists (``/api/status``)."""
+    status = httpx.get(f"{base_url}/api/status", timeout=10).json()
+    return [w["models"] for w in status["workers"]]
+
+
+def wait_for_worker_models(base_url: str, expected: list[list[str]], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (seen := worker_models(base_url)) != expected:
+        assert time.monotonic() < deadline, f"workers list {seen}, expected {expected}"
+        time.sleep(0.25)
