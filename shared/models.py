@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
+import importlib.metadata
 import json
 import os
 import shutil
@@ -28,8 +28,12 @@ Backend = Literal["faster-whisper", "openai-whisper"]
 #: openai-whisper backend converts it) or an openai-whisper ``.pt`` checkpoint.
 Weights = Literal["ctranslate2", "openai-pt"]
 BACKENDS: tuple[Backend, ...] = ("faster-whisper", "openai-whisper")
-#: Python module whose presence means a backend is installed.
-_BACKEND_MODULES: dict[Backend, str] = {"faster-whisper": "faster_whisper", "openai-whisper": "whisper"}
+#: Distribution whose presence means a backend is installed (by metadata: no import,
+#: and no confusion with unrelated top-level modules named ``whisper``).
+_BACKEND_DISTRIBUTIONS: dict[Backend, str] = {
+    "faster-whisper": "faster-whisper",
+    "openai-whisper": "openai-whisper",
+}
 
 #: faster-whisper size names (kept literal so the gateway need not import faster_whisper).
 HUB_SIZES = (
@@ -115,8 +119,16 @@ def weights_backends(weights: Weights) -> tuple[Backend, ...]:
 
 
 def installed_backends() -> list[Backend]:
-    """Backends whose Python package is importable here (without importing it)."""
-    return [b for b in BACKENDS if importlib.util.find_spec(_BACKEND_MODULES[b]) is not None]
+    """Backends whose package is installed here (without importing it: torch is slow)."""
+    return [b for b in BACKENDS if _is_distribution_installed(_BACKEND_DISTRIBUTIONS[b])]
+
+
+def _is_distribution_installed(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def default_backend() -> Backend:

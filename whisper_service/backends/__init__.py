@@ -51,10 +51,11 @@ class Transcriber(Protocol):
 def load_transcriber(name: str, *, device: str, compute_type: str, cpu_threads: int) -> Transcriber:
     """The backend the registry names for this model (``@backend`` suffix, a ``.pt``
     checkpoint, else ``S2T_BACKEND``). When faster-whisper cannot load a model and
-    openai-whisper is installed, the same weights are loaded there instead: a worker
-    that can still transcribe beats one that cannot, and ``backend`` in every reply says
-    which ran. When both fail, the faster-whisper error is raised."""
-    from shared.models import lookup
+    openai-whisper is installed, the same weights (or a ``.pt`` for the name, when the
+    CTranslate2 weights are missing) are loaded there instead: a worker that can still
+    transcribe beats one that cannot, and ``backend`` in every reply says which ran.
+    When both fail, the faster-whisper error is raised."""
+    from shared.models import ModelUnavailableError, lookup
     from whisper_service.backends import openai_whisper_backend as openai_backend
 
     if lookup(name).backend == "openai-whisper":
@@ -66,7 +67,10 @@ def load_transcriber(name: str, *, device: str, compute_type: str, cpu_threads: 
             name, device=device, compute_type=compute_type, cpu_threads=cpu_threads
         )
     except Exception as exc:
-        if not openai_backend.is_installed():
+        missing_weights = (
+            isinstance(exc, ModelUnavailableError) and openai_backend.find_checkpoint(name) is None
+        )
+        if missing_weights or not openai_backend.is_installed():
             raise
         log.warning("faster_whisper_load_failed_trying_openai_whisper", model=name, error=repr(exc)[:300])
         try:

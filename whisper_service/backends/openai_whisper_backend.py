@@ -15,17 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from shared.languages import languages_for
-from shared.models import ModelUnavailableError, local_checkpoint, materialize, split_backend
+from shared.models import (
+    ModelUnavailableError,
+    installed_backends,
+    local_checkpoint,
+    materialize,
+    split_backend,
+)
 from whisper_service.backends import DecodeOptions, Segment, Transcription
 
 
 def is_installed() -> bool:
-    try:
-        import torch  # noqa: F401
-        import whisper  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return "openai-whisper" in installed_backends()
 
 
 def find_checkpoint(name: str) -> Path | None:
