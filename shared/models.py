@@ -1,9 +1,12 @@
-"""Model registry: a model name becomes a folder of CTranslate2 Whisper weights.
+"""Model registry: a model name becomes weights, a backend and what the model can do.
 
-Resolution order (ARCHITECTURE.md): a local directory; a model an installed Python
-package carries (offline); a Hugging Face id or faster-whisper size name, downloaded
-into the cache when online. The gateway uses :func:`lookup` to refuse unknown names
-before any audio is queued; workers use :func:`materialize` to get a loadable folder.
+Resolution order: a model an installed Python package carries (offline); a local
+CTranslate2 folder; a local openai-whisper ``.pt``; a Hugging Face id or faster-whisper
+size name, downloaded into the cache when online. A name may end in ``@faster-whisper``
+or ``@openai-whisper`` to pick the backend; otherwise ``S2T_BACKEND`` decides (``.pt``
+files always run on openai-whisper). The gateway uses :func:`lookup` to refuse unknown
+names before any audio is queued and to answer ``/api/models`` and ``/api/languages``;
+workers use :func:`materialize` to get a loadable CTranslate2 folder.
 """
 
 from __future__ import annotations
@@ -28,12 +31,6 @@ Backend = Literal["faster-whisper", "openai-whisper"]
 #: openai-whisper backend converts it) or an openai-whisper ``.pt`` checkpoint.
 Weights = Literal["ctranslate2", "openai-pt"]
 BACKENDS: tuple[Backend, ...] = ("faster-whisper", "openai-whisper")
-#: Distribution whose presence means a backend is installed (by metadata: no import,
-#: and no confusion with unrelated top-level modules named ``whisper``).
-_BACKEND_DISTRIBUTIONS: dict[Backend, str] = {
-    "faster-whisper": "faster-whisper",
-    "openai-whisper": "openai-whisper",
-}
 
 #: faster-whisper size names (kept literal so the gateway need not import faster_whisper).
 HUB_SIZES = (
@@ -119,8 +116,10 @@ def weights_backends(weights: Weights) -> tuple[Backend, ...]:
 
 
 def installed_backends() -> list[Backend]:
-    """Backends whose package is installed here (without importing it: torch is slow)."""
-    return [b for b in BACKENDS if _is_distribution_installed(_BACKEND_DISTRIBUTIONS[b])]
+    """Backends whose package is installed here. Each backend is named after its PyPI
+    distribution, looked up by metadata: no import (torch takes seconds) and no
+    confusion with unrelated top-level modules called ``whisper``."""
+    return [b for b in BACKENDS if _is_distribution_installed(b)]
 
 
 def _is_distribution_installed(name: str) -> bool:
@@ -225,6 +224,11 @@ def available_names() -> list[str]:
             if name and not name.startswith(".") and name not in names:
                 names.append(name)
     return names
+
+
+def openai_list() -> dict[str, object]:
+    """The body of ``GET /v1/models``: OpenAI's list object over the servable models."""
+    return {"object": "list", "data": [lookup(n).as_openai() for n in available_names()]}
 
 
 def _local_dir(name: str) -> Path | None:

@@ -52,6 +52,8 @@ def test_bundled_models_metadata() -> None:
         "created": 0,
         "owned_by": "whisper-appliance/bundled",
     }
+    listing = models.openai_list()
+    assert listing["object"] == "list" and {"id": "tiny.en"}.items() <= listing["data"][0].items()
     hub = models.lookup("large-v3")
     assert (
         hub.source == "hub" and len(hub.languages) == 100 and models.lookup("small.en").languages == ("en",)
