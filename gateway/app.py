@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/health", routes.health),
             Route("/api/status", routes.api_status),
             Route("/api/models", routes.api_models),
+            Route("/api/languages", routes.api_languages),
             Route("/api/load-model", routes.api_load_model, methods=["POST"]),
             WebSocketRoute("/ws", websocket_endpoint),
             *OpenAIAudioAPI().routes(),

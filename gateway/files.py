@@ -55,7 +55,7 @@ class FileJobs:
         try:
             spec = validate_model_name(model)
             language = protocol.normalize_language(language)
-            models.check_request(model, spec.multilingual, language, task)
+            models.check_request(model, spec.multilingual, language, task, spec.languages)
         except models.UnsupportedRequestError as exc:
             raise ProtocolError(ErrorCode(exc.code), str(exc), request_id=client_request_id) from None
         except ProtocolError as exc:

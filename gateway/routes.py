@@ -15,6 +15,7 @@ from gateway.context import GatewayContext
 from gateway.model_loading import load_across_pool
 from shared import models
 from shared.heartbeats import live_workers
+from shared.languages import NAMES
 from shared.protocol import ProtocolError
 from shared.redis_keys import QUEUES, queue_key
 
@@ -97,7 +98,30 @@ async def api_status(request: Request) -> JSONResponse:
 
 
 async def api_models(_: Request) -> JSONResponse:
-    return JSONResponse({"models": [models.lookup(n).as_dict() for n in models.available_names()]})
+    """Models servable offline here, plus the size names a worker can download when online."""
+    return JSONResponse({
+        "models": [models.lookup(n).as_dict() for n in models.available_names()],
+        "downloadable": list(models.HUB_SIZES),
+        "backends": models.installed_backends(),
+        "default_backend": models.default_backend(),
+    })  # fmt: skip
+
+
+async def api_languages(request: Request) -> JSONResponse:
+    """``/api/languages?model=NAME`` (default: the deployment's model): the codes the
+    model accepts as ``language``; English-only models list ``en`` alone."""
+    name = request.query_params.get("model") or _ctx(request).settings.model
+    try:
+        spec = models.lookup(name)
+    except models.UnknownModelError as exc:
+        return JSONResponse({"code": "unknown_model", "message": str(exc)}, 404)
+    return JSONResponse({
+        "model": spec.name,
+        "multilingual": spec.multilingual,
+        "detection": spec.multilingual,
+        "translation": spec.multilingual,
+        "languages": [{"code": code, "name": NAMES[code]} for code in spec.languages],
+    })  # fmt: skip
 
 
 async def api_load_model(request: Request) -> JSONResponse:

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install the test extras (first run), start a Redis when none answers, lint, run pytest.
+# Install the test extras and the [openai] extra (first run), start a Redis when none answers, lint, run pytest.
 # The tests start their own private Redis and service processes on free ports as well,
 # so they never touch data in a Redis you already run. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 ensure_venv "[test]"
+ensure_openai_extra
 
 redis_url="${S2T_REDIS_URL:-redis://127.0.0.1:6379/0}"
 redis_pid=""

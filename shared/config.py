@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     model: str = "tiny.en"
     models_dir: str = Field(default_factory=lambda: os.path.expanduser("~/.cache/whisper-appliance/models"))
     max_models: int = 2
+    # Backend for names without an ``@faster-whisper``/``@openai-whisper`` suffix.
+    backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     device: str = "auto"
     compute_type: str = "default"
     cpu_threads: int = 0  # 0: cores divided by the number of workers on this machine

@@ -3,6 +3,7 @@ small WebSocket client that collects one request's replies."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -14,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jiwer
 import numpy as np
 from websockets.sync.client import ClientConnection
 
+from audio_service.decoder import decode
 from audio_service.ffmpeg_binary import ffmpeg_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,6 +146,11 @@ def stream_live(
     return LiveResult(messages, times, sent_until)
 
 
+def fixture_audio(fixture_id: str) -> np.ndarray:
+    """16 kHz mono float32, decoded by the audio service's own decoder (pipes only)."""
+    return asyncio.run(decode(fixture_bytes(fixture_id), max_seconds=3600)).as_float32()
+
+
 def normalize(text: str) -> str:
     text = text.lower().replace("’", "'")
     text = re.sub(r"[^\w\s']", " ", text)
@@ -188,3 +196,25 @@ def finals(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def joined_text(messages: list[dict[str, Any]]) -> str:
     return " ".join(m["transcript"] for m in finals(messages))
+
+
+def load_model(ws: ClientConnection, name: str, timeout: float = 120.0) -> list[dict[str, Any]]:
+    """Send ``load_model`` and return every reply up to ``model_loaded`` or an ``error``."""
+    send_json(ws, {"command": "load_model", "model_name": name})
+    messages = [recv_json(ws, timeout=timeout)]
+    while messages[-1]["type"] == "status":
+        messages.append(recv_json(ws, timeout=timeout))
+    return messages
+
+
+def worker_models(base_url: str) -> list[list[str]]:
+    """The models each live worker's heartbeat lists (``/api/status``)."""
+    status = httpx.get(f"{base_url}/api/status", timeout=10).json()
+    return [w["models"] for w in status["workers"]]
+
+
+def wait_for_worker_models(base_url: str, expected: list[list[str]], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (seen := worker_models(base_url)) != expected:
+        assert time.monotonic() < deadline, f"workers list {seen}, expected {expected}"
+        time.sleep(0.25)

@@ -7,17 +7,21 @@ import httpx
 from websockets.sync.client import connect
 
 from tests.conftest import Stack
-from tests.helpers import collect_until_complete, fixture_webm, process_audio_message, recv_json, send_json
+from tests.helpers import (
+    collect_until_complete,
+    fixture_webm,
+    load_model,
+    process_audio_message,
+    recv_json,
+    send_json,
+)
 
 MISSING_HUB_MODEL = "whisper-appliance-tests/no-such-model"
 
 
 def test_load_model_reaches_every_worker(stack: Stack) -> None:
     with connect(stack.ws_url) as ws:
-        send_json(ws, {"command": "load_model", "model_name": "tiny.en"})
-        messages = [recv_json(ws, timeout=60)]
-        while messages[-1]["type"] == "status":
-            messages.append(recv_json(ws, timeout=60))
+        messages = load_model(ws, "tiny.en")
     loaded = messages[-1]
     assert loaded["type"] == "model_loaded" and loaded["model"] == "tiny.en"
     assert loaded["workers"] == 2 and loaded["load_time"] >= 0

@@ -12,10 +12,11 @@ import uuid
 from dataclasses import dataclass
 
 import redis
+import structlog
 
 from shared import codec
 from shared.config import Settings
-from shared.heartbeats import WorkerInfo
+from shared.heartbeats import WorkerInfo, publish_heartbeat
 from whisper_service.backends import load_transcriber
 from whisper_service.model_cache import ModelCache
 
@@ -39,6 +40,16 @@ class WorkerContext:
         worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         info = WorkerInfo(id=worker_id, host=socket.gethostname(), pid=os.getpid())
         return cls(settings, client, ModelCache(loader, settings.max_models), info)
+
+    def announce(self) -> None:
+        """Refresh this worker's heartbeat now; called on the beat and right after the
+        set of loaded models changed, so ``/api/status`` shows loads and evictions at once.
+        Never raises: a missed beat is retried by the next one."""
+        self.info.models = self.models.names()
+        try:
+            publish_heartbeat(self.redis, self.info)
+        except Exception as exc:
+            structlog.get_logger().warning("heartbeat_failed", error=str(exc))
 
     def publish(self, channel: str, message: dict[str, object]) -> None:
         self.redis.publish(channel, codec.dumps(message))

@@ -33,7 +33,7 @@ def handle(ctx: WorkerContext, message: dict[str, Any]) -> None:
     except Exception as exc:
         log.exception("model_load_failed", model=name)
         reply = protocol.error(protocol.ErrorCode.MODEL_UNAVAILABLE, f"Loading '{name}' failed ({exc})")
-    ctx.info.models = ctx.models.names()
+    ctx.announce()
     if isinstance(reply_channel, str):
         ctx.publish(
             reply_channel,

@@ -64,7 +64,9 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
     started = time.perf_counter()
     queue_wait_s = time.time() - job.enqueued_at
     try:
-        transcriber, _ = ctx.models.get(job.model)
+        transcriber, load_s = ctx.models.get(job.model)
+        if load_s:
+            ctx.announce()
         options = DecodeOptions(
             language=job.language,
             task=job.task,
@@ -74,7 +76,9 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
             word_timestamps=job.word_timestamps,
             temperature=job.temperature,
         )
-        check_request(transcriber.name, transcriber.multilingual, options.language, options.task)
+        check_request(
+            transcriber.name, transcriber.multilingual, options.language, options.task, transcriber.languages
+        )
         audio = np.frombuffer(job.pcm, dtype="<i2").astype(np.float32) / 32768.0
         result = transcriber.transcribe(audio, options)
     except JobTimeoutException:
@@ -123,6 +127,7 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
         start=start,
         end=min(end, job.offset_s + job.duration_s),
         model=job.model,
+        backend=transcriber.backend,
         language_probability=(
             round(result.language_probability, 3) if result.language_probability is not None else None
         ),

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import threading
 
-import structlog
 from rq import SimpleWorker
 
 from shared.codec import MsgpackSerializer
 from shared.config import Settings
-from shared.heartbeats import publish_heartbeat, remove_heartbeat
+from shared.heartbeats import remove_heartbeat
 from shared.logging import configure_logging, log_settings
 from shared.redis_keys import QUEUES, sync_client
 from whisper_service import context, control
@@ -23,13 +22,8 @@ HEARTBEAT_INTERVAL_S = 5.0
 
 
 def _heartbeat_forever(ctx: context.WorkerContext, stop: threading.Event) -> None:
-    log = structlog.get_logger()
     while not stop.is_set():
-        try:
-            ctx.info.models = ctx.models.names()
-            publish_heartbeat(ctx.redis, ctx.info)
-        except Exception as exc:
-            log.warning("heartbeat_failed", error=str(exc))
+        ctx.announce()
         stop.wait(HEARTBEAT_INTERVAL_S)
 
 

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import structlog
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,41 @@ class Transcription:
 
 
 class Transcriber(Protocol):
-    name: str
+    name: str  # as the job asked for it, ``@backend`` suffix included
     backend: str
     multilingual: bool
+    languages: tuple[str, ...]  # codes it accepts; ("en",) for English-only models
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcription: ...
 
 
 def load_transcriber(name: str, *, device: str, compute_type: str, cpu_threads: int) -> Transcriber:
-    from whisper_service.backends.faster_whisper_backend import FasterWhisperTranscriber
+    """The backend the registry names for this model (``@backend`` suffix, a ``.pt``
+    checkpoint, else ``S2T_BACKEND``). When faster-whisper cannot load a model and
+    openai-whisper is installed, the same weights (or a ``.pt`` for the name, when the
+    CTranslate2 weights are missing) are loaded there instead: a worker that can still
+    transcribe beats one that cannot, and ``backend`` in every reply says which ran.
+    When both fail, the faster-whisper error is raised."""
+    from shared.models import ModelUnavailableError, lookup
+    from whisper_service.backends import openai_whisper_backend as openai_backend
 
-    return FasterWhisperTranscriber(name, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+    if lookup(name).backend == "openai-whisper":
+        return openai_backend.OpenAIWhisperTranscriber(name, device=device, cpu_threads=cpu_threads)
+    try:
+        from whisper_service.backends.faster_whisper_backend import FasterWhisperTranscriber
+
+        return FasterWhisperTranscriber(
+            name, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+        )
+    except Exception as exc:
+        missing_weights = (
+            isinstance(exc, ModelUnavailableError) and openai_backend.find_checkpoint(name) is None
+        )
+        if missing_weights or not openai_backend.is_installed():
+            raise
+        log.warning("faster_whisper_load_failed_trying_openai_whisper", model=name, error=repr(exc)[:300])
+        try:
+            return openai_backend.OpenAIWhisperTranscriber(name, device=device, cpu_threads=cpu_threads)
+        except Exception as fallback_exc:
+            log.warning("openai_whisper_fallback_failed", model=name, error=repr(fallback_exc)[:300])
+            raise exc from fallback_exc

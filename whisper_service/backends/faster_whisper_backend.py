@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.languages import languages_for
 from shared.models import materialize
 from whisper_service.backends import DecodeOptions, Segment, Transcription, Word
 
@@ -39,6 +40,7 @@ class FasterWhisperTranscriber:
             num_workers=1,
         )
         self.multilingual = bool(self.model.model.is_multilingual)
+        self.languages = tuple(languages_for(self.multilingual, self.model.model.num_languages))
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcription:
         segments, info = self.model.transcribe(
