@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,32 +46,15 @@ class DecodedAudio:
         return np.frombuffer(self.pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
-def ffmpeg_decode_args() -> list[str]:
+def ffmpeg_pcm_command(input_args: Sequence[str] = (), output_args: Sequence[str] = ()) -> list[str]:
+    """ffmpeg reading encoded audio on stdin and writing 16 kHz mono s16le on stdout: the
+    one decoding recipe for whole files and live streams alike."""
     return [
-        ffmpeg_path(),
-        "-nostats",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-threads",
-        "1",
-        "-i",
-        "pipe:0",
-        "-map",
-        "0:a:0",
-        "-vn",
-        "-sn",
-        "-dn",
-        "-ac",
-        "1",
-        "-ar",
-        str(SAMPLE_RATE),
-        "-f",
-        "s16le",
-        "-acodec",
-        "pcm_s16le",
-        "pipe:1",
-    ]
+        ffmpeg_path(), "-nostats", "-hide_banner", "-loglevel", "error", "-threads", "1",
+        *input_args, "-i", "pipe:0", "-map", "0:a:0", "-vn", "-sn", "-dn",
+        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le",
+        *output_args, "pipe:1",
+    ]  # fmt: skip
 
 
 async def decode(data: bytes, *, max_seconds: float, timeout_s: float = 120.0) -> DecodedAudio:
@@ -79,7 +63,7 @@ async def decode(data: bytes, *, max_seconds: float, timeout_s: float = 120.0) -
         raise DecodeError("empty_audio", "The audio is empty")
     max_bytes = int(max_seconds * SAMPLE_RATE) * BYTES_PER_SAMPLE
     proc = await asyncio.create_subprocess_exec(
-        *ffmpeg_decode_args(),
+        *ffmpeg_pcm_command(),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from audio_service.decoder import SAMPLE_RATE
-from audio_service.ffmpeg_binary import ffmpeg_path
+from audio_service.decoder import SAMPLE_RATE, ffmpeg_pcm_command
 
 #: Client ``format`` -> ffmpeg demuxer, so ffmpeg need not guess from a few bytes.
 DEMUXERS = {
@@ -51,26 +50,7 @@ class StreamDecoder:
         if demuxer:
             input_args += ["-f", demuxer]
         proc = await asyncio.create_subprocess_exec(
-            ffmpeg_path(),
-            "-nostats",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-threads",
-            "1",
-            *input_args,
-            "-i",
-            "pipe:0",
-            "-vn",
-            "-ac",
-            "1",
-            "-ar",
-            str(SAMPLE_RATE),
-            "-f",
-            "s16le",
-            "-flush_packets",
-            "1",
-            "pipe:1",
+            *ffmpeg_pcm_command(input_args, ["-flush_packets", "1"]),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -16,14 +16,13 @@ parallel scale when each worker has one core).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from typing import Any
 
 import httpx
 
-from bench.pipeline_overhead import machine
+from bench.common import machine, write_report
 from tests import long_audio
 from tests.conftest import private_redis, start_stack, stop_stack
 from tests.helpers import fixture_bytes, wer
@@ -61,9 +60,14 @@ def timed_runs(base_url: str, workers: int, audio: bytes, reference: str, runs: 
         times.append(time.perf_counter() - t0)
         errors.append(wer(reference, body["text"]))
         segments = len(body["segments"])
-    return {"workers": workers, "wall_s": round(statistics.median(times), 2),
-            "runs_s": [round(t, 2) for t in times], "wer": round(statistics.median(errors), 3),
-            "segments": segments, "audio_s": body["duration"]}  # fmt: skip
+    return {
+        "workers": workers,
+        "wall_s": round(statistics.median(times), 2),
+        "runs_s": [round(t, 2) for t in times],
+        "wer": round(statistics.median(errors), 3),
+        "segments": segments,
+        "audio_s": body["duration"],
+    }
 
 
 def main() -> None:
@@ -85,16 +89,17 @@ def main() -> None:
         row["speedup"] = round(base / row["wall_s"], 2)
         row["x_realtime"] = round(row["audio_s"] / row["wall_s"], 1)
     threads = f"{args.threads} thread(s) per worker" if args.threads else "cores / workers threads per worker"
-    print(f"machine: {machine()}; model {args.model}; {rows[0]['audio_s']:.0f} s file; {threads}; "
-          f"median of {args.runs} runs")  # fmt: skip
+    print(
+        f"machine: {machine()}; model {args.model}; {rows[0]['audio_s']:.0f} s file; {threads}; "
+        f"median of {args.runs} runs"
+    )
     print(f"{'workers':>8}{'wall s':>9}{'speed-up':>10}{'x realtime':>12}{'WER':>7}  runs")
     for r in rows:
-        print(f"{r['workers']:>8}{r['wall_s']:>9}{r['speedup']:>10}{r['x_realtime']:>12}{r['wer']:>7}  "
-              f"{r['runs_s']}")  # fmt: skip
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"machine": machine(), "model": args.model, "threads": args.threads, "rows": rows}, out,
-                      indent=2)  # fmt: skip
+        print(
+            f"{r['workers']:>8}{r['wall_s']:>9}{r['speedup']:>10}{r['x_realtime']:>12}{r['wer']:>7}  "
+            f"{r['runs_s']}"
+        )
+    write_report(args.json, rows, model=args.model, threads=args.threads)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ boundaries follow bytes, as MediaRecorder's do, so audio times are exact to abou
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import threading
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 from websockets.sync.client import connect
 
 from audio_service.segmenter import SegmenterOptions
-from bench.pipeline_overhead import machine
+from bench.common import machine, service, write_report
 from tests.helpers import chunk_stream, finals, fixture_pcm, manifest, pcm_to_webm, stream_live, wer
 
 CHUNK_S = 0.25
@@ -102,23 +101,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     counts = [int(c) for c in args.streams.split(",")]
-    stack = redis_proc = None
-    ws_url = args.server
-    if ws_url is None:
-        from tests.conftest import start_stack
-        from whisper_appliance.embedded_redis import start_redis
-
-        redis_proc, redis_url = start_redis()
-        stack = start_stack(redis_url, workers=args.workers, extra_env={"S2T_MODEL": args.model}, quiet=True)
-        ws_url = stack.ws_url
-    try:
+    with service(args.server, workers=args.workers, env={"S2T_MODEL": args.model}) as ws_url:
         rows = run(ws_url, counts)
-    finally:
-        if stack is not None and redis_proc is not None:
-            from tests.conftest import stop_stack
-
-            stop_stack(stack)
-            redis_proc.terminate()
     print(
         f"machine: {machine()}; model {args.model}; {args.workers} worker(s); "
         "audio 48 s per stream, real time"
@@ -132,13 +116,7 @@ def main() -> None:
             f"{r['streams']:>8}{r['finals']:>8}{r['final_median_s']:>11}{r['final_p95_s']:>11}"
             f"{r['first_partial_median_s']:>17}{r['first_partial_p95_s']:>8}{r['wer']:>7}"
         )
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(
-                {"machine": machine(), "model": args.model, "workers": args.workers, "rows": rows},
-                out,
-                indent=2,
-            )
+    write_report(args.json, rows, model=args.model, workers=args.workers)
 
 
 if __name__ == "__main__":

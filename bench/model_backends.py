@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from bench.pipeline_overhead import machine
+from bench.common import machine, write_report
 from shared.models import BACKENDS, installed_backends
 
 _IMPORTS = {"faster-whisper": ("faster_whisper",), "openai-whisper": ("torch", "whisper")}
@@ -51,9 +51,14 @@ def measure(model: str, backend: str, runs: int, threads: int) -> dict[str, Any]
     )
     load_s = time.perf_counter() - t0
     row: dict[str, Any] = {
-        "model": model, "backend": backend, "import_s": round(import_s, 2), "load_s": round(load_s, 2),
-        "rss_before_mb": round(before), "rss_delta_mb": round(_rss_mb() - before), "fixtures": [],
-    }  # fmt: skip
+        "model": model,
+        "backend": backend,
+        "import_s": round(import_s, 2),
+        "load_s": round(load_s, 2),
+        "rss_before_mb": round(before),
+        "rss_delta_mb": round(_rss_mb() - before),
+        "fixtures": [],
+    }
     for item in manifest().values():
         if item["language"] not in transcriber.languages:
             continue
@@ -66,16 +71,31 @@ def measure(model: str, backend: str, runs: int, threads: int) -> dict[str, Any]
             text = transcriber.transcribe(audio, options).text
             times.append(time.perf_counter() - t0)
         seconds = statistics.median(times)
-        row["fixtures"].append({
-            "fixture": item["id"], "audio_s": round(len(audio) / 16000, 1), "median_s": round(seconds, 2),
-            "rtf": round(seconds / (len(audio) / 16000), 3), "wer": round(wer(item["reference"], text), 3),
-        })  # fmt: skip
+        row["fixtures"].append(
+            {
+                "fixture": item["id"],
+                "audio_s": round(len(audio) / 16000, 1),
+                "median_s": round(seconds, 2),
+                "rtf": round(seconds / (len(audio) / 16000), 3),
+                "wer": round(wer(item["reference"], text), 3),
+            }
+        )
     return row
 
 
 def _child(model: str, backend: str, runs: int, threads: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "bench.model_backends", "--one", model, backend,
-           "--runs", str(runs), "--threads", str(threads)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.model_backends",
+        "--one",
+        model,
+        backend,
+        "--runs",
+        str(runs),
+        "--threads",
+        str(threads),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         return {"model": model, "backend": backend, "error": result.stderr.strip().splitlines()[-1:]}
@@ -93,8 +113,10 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
     print(f"{'fixture':<19}{'audio s':>8}  {'model':<9}{'backend':<16}{'median s':>9}{'RTF':>7}{'WER':>7}")
     for r in rows:
         for f in r.get("fixtures", []):
-            print(f"{f['fixture']:<19}{f['audio_s']:>8}  {r['model']:<9}{r['backend']:<16}"
-                  f"{f['median_s']:>9}{f['rtf']:>7}{f['wer']:>7}")  # fmt: skip
+            print(
+                f"{f['fixture']:<19}{f['audio_s']:>8}  {r['model']:<9}{r['backend']:<16}"
+                f"{f['median_s']:>9}{f['rtf']:>7}{f['wer']:>7}"
+            )
 
 
 def main() -> None:
@@ -123,9 +145,7 @@ def main() -> None:
     ]
     print(f"machine: {machine()}; {args.threads} threads per backend; CPU; median of {args.runs} runs")
     print_tables(rows)
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"machine": machine(), "threads": args.threads, "rows": rows}, out, indent=2)
+    write_report(args.json, rows, threads=args.threads)
 
 
 if __name__ == "__main__":

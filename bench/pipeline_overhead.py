@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import platform
 import statistics
 import time
 from typing import Any
@@ -24,6 +22,7 @@ from tqdm import tqdm
 from websockets.sync.client import connect
 
 from audio_service.decoder import decode
+from bench.common import machine, service, write_report
 from shared.config import cpu_count
 from tests.helpers import (
     collect_until_complete,
@@ -36,10 +35,6 @@ from tests.helpers import (
 )
 from whisper_service.backends import DecodeOptions
 from whisper_service.backends.faster_whisper_backend import FasterWhisperTranscriber
-
-
-def machine() -> str:
-    return f"{platform.node()} {platform.machine()} {cpu_count()} cores, Python {platform.python_version()}"
 
 
 def run(ws_url: str, fixtures: list[str], runs: int, model: str, workers: int) -> list[dict[str, Any]]:
@@ -92,21 +87,8 @@ def main() -> None:
     args = parser.parse_args()
     fixtures = [f for f in args.fixtures.split(",") if f]
 
-    stack = None
-    ws_url = args.server
-    if ws_url is None:
-        from tests.conftest import start_stack, stop_stack
-        from whisper_appliance.embedded_redis import start_redis
-
-        redis_proc, redis_url = start_redis()
-        stack = start_stack(redis_url, workers=args.workers, extra_env={"S2T_MODEL": args.model}, quiet=True)
-        ws_url = stack.ws_url
-    try:
+    with service(args.server, workers=args.workers, env={"S2T_MODEL": args.model}) as ws_url:
         rows = run(ws_url, fixtures, args.runs, args.model, args.workers)
-    finally:
-        if stack is not None:
-            stop_stack(stack)
-            redis_proc.terminate()
     print(f"machine: {machine()}; model {args.model}; {args.workers} worker(s); median of {args.runs} runs")
     print(f"{'fixture':<18}{'audio s':>9}{'in-process s':>14}{'through /ws s':>15}{'ratio':>8}{'WER':>7}")
     for r in rows:
@@ -114,13 +96,7 @@ def main() -> None:
             f"{r['fixture']:<18}{r['audio_s']:>9}{r['in_process_s']:>14}{r['end_to_end_s']:>15}"
             f"{r['ratio']:>8}{r['wer']:>7}"
         )
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(
-                {"machine": machine(), "model": args.model, "workers": args.workers, "rows": rows},
-                out,
-                indent=2,
-            )
+    write_report(args.json, rows, model=args.model, workers=args.workers)
 
 
 if __name__ == "__main__":

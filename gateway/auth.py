@@ -74,8 +74,9 @@ class APIKeyMiddleware:
             if key_matches(bearer_token(scope["headers"]), self.key):
                 await self.app(scope, receive, send)
                 return
-            error = OpenAIError(401, "Invalid or missing API key: send 'Authorization: Bearer <key>'",
-                                code="invalid_api_key")  # fmt: skip
+            error = OpenAIError(
+                401, "Invalid or missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
+            )
             response = error.response()
             response.headers["WWW-Authenticate"] = "Bearer"
             await response(scope, receive, send)
@@ -91,8 +92,13 @@ class APIKeyMiddleware:
         )  # programs (e.g. OpenAI's realtime client) send the header on WebSockets too
         if carrier is None and not allowed:
             await receive()  # the websocket.connect message
-            await send({"type": "websocket.close", "code": CLOSE_POLICY_VIOLATION,
-                        "reason": "Invalid or missing API key"})  # fmt: skip
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": CLOSE_POLICY_VIOLATION,
+                    "reason": "Invalid or missing API key",
+                }
+            )
             return
         if carrier is None:
             await self.app(scope, receive, send)

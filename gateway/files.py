@@ -108,9 +108,15 @@ class FileJobs:
         pending.duration_s = submitted.duration_s
         pending.count = len(submitted.pieces)
         # Decoded and queued: how many pieces to expect, so clients can show progress.
-        self.emit(protocol.status("Audio queued", processing=True, pieces=pending.count,
-                                  duration_s=round(submitted.duration_s, 3),
-                                  request_id=pending.client_request_id))  # fmt: skip
+        self.emit(
+            protocol.status(
+                "Audio queued",
+                processing=True,
+                pieces=pending.count,
+                duration_s=round(submitted.duration_s, 3),
+                request_id=pending.client_request_id,
+            )
+        )
         if not submitted.pieces:  # no speech: say so rather than send silence to the model
             self.emit(pending.no_speech_transcript(source))
         if pending.done:

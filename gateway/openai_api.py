@@ -77,21 +77,26 @@ async def read_form(request: Request, max_audio_bytes: int) -> FormData:
     """Parse the multipart body in memory (audio never touches the disk), refusing bodies
     over the audio limit while they stream in rather than after buffering them."""
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        raise OpenAIError(400, "Send the request as multipart/form-data with the audio in a 'file' field",
-                          code="invalid_content_type")  # fmt: skip
+        raise OpenAIError(
+            400,
+            "Send the request as multipart/form-data with the audio in a 'file' field",
+            code="invalid_content_type",
+        )
     limit = max_audio_bytes + FORM_OVERHEAD_BYTES
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise OpenAIError(413, too_large_message(int(declared), max_audio_bytes), param="file",
-                          code="audio_too_large")  # fmt: skip
+        raise OpenAIError(
+            413, too_large_message(int(declared), max_audio_bytes), param="file", code="audio_too_large"
+        )
 
     async def capped() -> AsyncIterator[bytes]:
         received = 0
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
-                raise OpenAIError(413, too_large_message(received, max_audio_bytes), param="file",
-                                  code="audio_too_large")  # fmt: skip
+                raise OpenAIError(
+                    413, too_large_message(received, max_audio_bytes), param="file", code="audio_too_large"
+                )
             yield chunk
 
     parser = MultiPartParser(
@@ -126,8 +131,12 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
     """Validate the form the way OpenAI documents it; raise OpenAIError naming the field."""
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
-        raise OpenAIError(400, "The audio file is missing: send it in the multipart field 'file'",
-                          param="file", code="missing_field")  # fmt: skip
+        raise OpenAIError(
+            400,
+            "The audio file is missing: send it in the multipart field 'file'",
+            param="file",
+            code="missing_field",
+        )
     audio = await upload.read()
     if not audio:
         raise OpenAIError(400, "The audio file is empty", param="file", code="empty_audio")
@@ -144,14 +153,22 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
 
     response_format = _field(form, "response_format") or "json"
     if response_format not in subtitles.FORMATS:
-        raise OpenAIError(400, f"Unknown response_format '{response_format[:40]}'; expected one of: "
-                          f"{', '.join(subtitles.FORMATS)}", param="response_format",
-                          code="invalid_field")  # fmt: skip
+        raise OpenAIError(
+            400,
+            f"Unknown response_format '{response_format[:40]}'; expected one of: "
+            f"{', '.join(subtitles.FORMATS)}",
+            param="response_format",
+            code="invalid_field",
+        )
 
     language = (_field(form, "language") or "").lower() or None
     if language is not None and language != "auto" and not LANGUAGE_CODE.fullmatch(language):
-        raise OpenAIError(400, f"'language' must be an ISO-639-1 code such as 'en', not '{language[:20]}'",
-                          param="language", code="invalid_field")  # fmt: skip
+        raise OpenAIError(
+            400,
+            f"'language' must be an ISO-639-1 code such as 'en', not '{language[:20]}'",
+            param="language",
+            code="invalid_field",
+        )
 
     temperature: float | None = None
     if raw := _field(form, "temperature"):
@@ -160,15 +177,23 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
         except ValueError:
             temperature = -1.0
         if not 0.0 <= temperature <= 1.0:
-            raise OpenAIError(400, "'temperature' must be a number between 0 and 1", param="temperature",
-                              code="invalid_field")  # fmt: skip
+            raise OpenAIError(
+                400,
+                "'temperature' must be a number between 0 and 1",
+                param="temperature",
+                code="invalid_field",
+            )
 
-    granularities = [g for key in ("timestamp_granularities[]", "timestamp_granularities")
-                     for g in form.getlist(key)]  # fmt: skip
+    granularities = [
+        g for key in ("timestamp_granularities[]", "timestamp_granularities") for g in form.getlist(key)
+    ]
     if any(g not in GRANULARITIES for g in granularities):
-        raise OpenAIError(400, "'timestamp_granularities[]' entries must be one of: "
-                          f"{', '.join(GRANULARITIES)}", param="timestamp_granularities",
-                          code="invalid_field")  # fmt: skip
+        raise OpenAIError(
+            400,
+            f"'timestamp_granularities[]' entries must be one of: {', '.join(GRANULARITIES)}",
+            param="timestamp_granularities",
+            code="invalid_field",
+        )
 
     # An English-only model hears only English, and English translated to English is the
     # transcript itself; so "translate" on such a model transcribes instead of failing.
@@ -206,8 +231,14 @@ class FileRun:
         await self.ctx.router.register(self.channel, self.files.on_reply)
         req = self.request
         try:
-            self.files.accept(req.audio, language=req.language, task=req.task, model=req.model,
-                              client_request_id=None, hints=req.hints())  # fmt: skip
+            self.files.accept(
+                req.audio,
+                language=req.language,
+                task=req.task,
+                model=req.model,
+                client_request_id=None,
+                hints=req.hints(),
+            )
         except ProtocolError as exc:
             raise OpenAIError.from_code(exc.code, exc.message) from None
         self._watchdog = asyncio.create_task(self.files.watch_deadlines())
@@ -295,16 +326,18 @@ class OpenAIAudioAPI:
         finally:
             self.inflight -= 1
             await run.close()
-        body = subtitles.render(req.response_format, pieces, duration_s=run.duration_s,
-                                task=req.endpoint_task, words=req.words)  # fmt: skip
+        body = subtitles.render(
+            req.response_format, pieces, duration_s=run.duration_s, task=req.endpoint_task, words=req.words
+        )
         if isinstance(body, dict):
             return JSONResponse(body)
         return PlainTextResponse(body, media_type=subtitles.MEDIA_TYPES[req.response_format])
 
     async def _check_capacity(self, ctx: GatewayContext) -> None:
         if self.inflight >= ctx.settings.max_clients:
-            raise OpenAIError(429, f"{self.inflight} files are being transcribed; try again shortly",
-                              code="busy")  # fmt: skip
+            raise OpenAIError(
+                429, f"{self.inflight} files are being transcribed; try again shortly", code="busy"
+            )
         try:
             workers = await live_workers(ctx.redis)
         except Exception:
@@ -320,8 +353,9 @@ class OpenAIAudioAPI:
         texts: list[str] = []
         try:
             progress = {"completed": 0, "pieces": total, "duration_s": run.duration_s}
-            yield _sse({"type": "transcript.text.delta", "delta": "", "logprobs": None,
-                        "x_progress": progress})  # fmt: skip
+            yield _sse(
+                {"type": "transcript.text.delta", "delta": "", "logprobs": None, "x_progress": progress}
+            )
             try:
                 async for index, piece in _enumerate(run.pieces()):
                     text = str(piece.get("transcript") or "").strip()
@@ -330,8 +364,15 @@ class OpenAIAudioAPI:
                     total = max(total, index + 1)
                     progress = {"completed": index + 1, "pieces": total, "duration_s": run.duration_s}
                     info = _piece_info(index, piece, words=run.request.words)
-                    yield _sse({"type": "transcript.text.delta", "delta": delta, "logprobs": None,
-                                "x_progress": progress, "x_piece": info})  # fmt: skip
+                    yield _sse(
+                        {
+                            "type": "transcript.text.delta",
+                            "delta": delta,
+                            "logprobs": None,
+                            "x_progress": progress,
+                            "x_piece": info,
+                        }
+                    )
             except OpenAIError as exc:
                 yield _sse(exc.body())
                 return
@@ -365,8 +406,9 @@ def _piece_info(index: int, piece: dict[str, Any], *, words: bool) -> dict[str, 
     """Where a streamed piece sits and which worker did it; word lists only when asked."""
     keys = ("start", "end", "language", "worker_id", "model", "no_speech")
     info = {"index": index, **{k: piece[k] for k in keys if k in piece}}
-    info["segments"] = [s if words else {k: v for k, v in s.items() if k != "words"}
-                        for s in piece.get("segments", [])]  # fmt: skip
+    info["segments"] = [
+        s if words else {k: v for k, v in s.items() if k != "words"} for s in piece.get("segments", [])
+    ]
     return info
 
 

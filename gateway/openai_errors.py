@@ -43,8 +43,14 @@ class OpenAIError(Exception):
         return cls(status, message, param=param, code=str(code))
 
     def body(self) -> dict[str, dict[str, str | None]]:
-        return {"error": {"message": self.message, "type": error_type(self.status), "param": self.param,
-                          "code": self.code}}  # fmt: skip
+        return {
+            "error": {
+                "message": self.message,
+                "type": error_type(self.status),
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
     def response(self) -> JSONResponse:
         headers = {"Retry-After": "5"} if self.status in (429, 503) else None

@@ -99,12 +99,14 @@ async def api_status(request: Request) -> JSONResponse:
 
 async def api_models(_: Request) -> JSONResponse:
     """Models servable offline here, plus the size names a worker can download when online."""
-    return JSONResponse({
-        "models": [models.lookup(n).as_dict() for n in models.available_names()],
-        "downloadable": list(models.HUB_SIZES),
-        "backends": models.installed_backends(),
-        "default_backend": models.default_backend(),
-    })  # fmt: skip
+    return JSONResponse(
+        {
+            "models": [models.lookup(n).as_dict() for n in models.available_names()],
+            "downloadable": list(models.HUB_SIZES),
+            "backends": models.installed_backends(),
+            "default_backend": models.default_backend(),
+        }
+    )
 
 
 async def api_languages(request: Request) -> JSONResponse:
@@ -115,13 +117,15 @@ async def api_languages(request: Request) -> JSONResponse:
         spec = models.lookup(name)
     except models.UnknownModelError as exc:
         return JSONResponse({"code": "unknown_model", "message": str(exc)}, 404)
-    return JSONResponse({
-        "model": spec.name,
-        "multilingual": spec.multilingual,
-        "detection": spec.multilingual,
-        "translation": spec.multilingual,
-        "languages": [{"code": code, "name": NAMES[code]} for code in spec.languages],
-    })  # fmt: skip
+    return JSONResponse(
+        {
+            "model": spec.name,
+            "multilingual": spec.multilingual,
+            "detection": spec.multilingual,
+            "translation": spec.multilingual,
+            "languages": [{"code": code, "name": NAMES[code]} for code in spec.languages],
+        }
+    )
 
 
 async def api_load_model(request: Request) -> JSONResponse:

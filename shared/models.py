@@ -185,13 +185,25 @@ def _lookup_weights(name: str) -> ModelSpec:
     local = _local_dir(name)
     if local is not None:
         multilingual = not name.endswith(".en")
-        return ModelSpec(name, "local", multilingual, size_mb=_size_mb([local / "model.bin"]),
-                         languages=_ct2_languages(local, multilingual))  # fmt: skip
+        return ModelSpec(
+            name,
+            "local",
+            multilingual,
+            size_mb=_size_mb([local / "model.bin"]),
+            languages=_ct2_languages(local, multilingual),
+        )
     checkpoint = local_checkpoint(name)
     if checkpoint is not None:
         multilingual = not checkpoint.stem.endswith(".en")
-        return ModelSpec(name, "local", multilingual, "openai-whisper", _size_mb([checkpoint]),
-                         weights="openai-pt", languages=tuple(languages_for(multilingual)))  # fmt: skip
+        return ModelSpec(
+            name,
+            "local",
+            multilingual,
+            "openai-whisper",
+            _size_mb([checkpoint]),
+            weights="openai-pt",
+            languages=tuple(languages_for(multilingual)),
+        )
     if name in HUB_SIZES or _looks_like_hub_id(name):
         multilingual = not name.endswith(".en")
         count = CLASSIC_COUNT + 1 if "large-v3" in name or "turbo" in name else CLASSIC_COUNT

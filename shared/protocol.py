@@ -35,7 +35,6 @@ class ErrorCode(StrEnum):
     MODEL_UNAVAILABLE = "model_unavailable"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
     UNSUPPORTED_TASK = "unsupported_task"
-    NOT_SUPPORTED = "not_supported"
     ALREADY_RECORDING = "already_recording"
     NO_WORKERS = "no_workers"
     BUSY = "busy"

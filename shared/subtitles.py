@@ -44,19 +44,21 @@ def segments(pieces: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         for seg in raw or []:
             if not str(seg.get("text", "")).strip():
                 continue
-            out.append({
-                "id": len(out),
-                "seek": round(float(seg["start"]) * 100),  # Whisper's 10 ms frames
-                "start": float(seg["start"]),
-                "end": float(seg["end"]),
-                "text": " " + str(seg["text"]).strip(),  # Whisper's convention: a leading space
-                "tokens": [],
-                "temperature": float(seg.get("temperature") or 0.0),
-                "avg_logprob": float(seg.get("avg_logprob") or 0.0),
-                "compression_ratio": float(seg.get("compression_ratio") or 0.0),
-                "no_speech_prob": float(seg.get("no_speech_prob") or 0.0),
-                **({"words": seg["words"]} if "words" in seg else {}),
-            })  # fmt: skip
+            out.append(
+                {
+                    "id": len(out),
+                    "seek": round(float(seg["start"]) * 100),  # Whisper's 10 ms frames
+                    "start": float(seg["start"]),
+                    "end": float(seg["end"]),
+                    "text": " " + str(seg["text"]).strip(),  # Whisper's convention: a leading space
+                    "tokens": [],
+                    "temperature": float(seg.get("temperature") or 0.0),
+                    "avg_logprob": float(seg.get("avg_logprob") or 0.0),
+                    "compression_ratio": float(seg.get("compression_ratio") or 0.0),
+                    "no_speech_prob": float(seg.get("no_speech_prob") or 0.0),
+                    **({"words": seg["words"]} if "words" in seg else {}),
+                }
+            )
     return out
 
 

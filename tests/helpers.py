@@ -20,7 +20,7 @@ import jiwer
 import numpy as np
 from websockets.sync.client import ClientConnection
 
-from audio_service.decoder import decode
+from audio_service.decoder import DecodedAudio, decode
 from audio_service.ffmpeg_binary import ffmpeg_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,9 +60,12 @@ def fixture_webm(fixture_id: str) -> bytes:
 
 
 def fixture_pcm(fixture_id: str) -> np.ndarray:
-    """The fixture as 16 kHz mono int16 samples."""
-    raw = ffmpeg_convert(fixture_bytes(fixture_id), "-ac", "1", "-ar", "16000", "-f", "s16le")
-    return np.frombuffer(raw, dtype="<i2")
+    """16 kHz mono int16 samples, decoded by the audio service's own decoder (pipes only)."""
+    return np.frombuffer(_decoded(fixture_id).pcm, dtype="<i2")
+
+
+def _decoded(fixture_id: str) -> DecodedAudio:
+    return asyncio.run(decode(fixture_bytes(fixture_id), max_seconds=3600))
 
 
 def pcm_to_webm(pcm: np.ndarray) -> bytes:
@@ -148,7 +151,7 @@ def stream_live(
 
 def fixture_audio(fixture_id: str) -> np.ndarray:
     """16 kHz mono float32, decoded by the audio service's own decoder (pipes only)."""
-    return asyncio.run(decode(fixture_bytes(fixture_id), max_seconds=3600)).as_float32()
+    return _decoded(fixture_id).as_float32()
 
 
 def normalize(text: str) -> str:

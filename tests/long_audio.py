@@ -41,15 +41,20 @@ def build(order: tuple[str, ...] = ORDER, pause_s: float = PAUSE_S) -> tuple[byt
     for fixture_id in order:
         clip = pcm16k(fixture_id)
         regions = speech_regions(clip.astype(np.float32) / 32768.0)
-        placements.append(Placement(
-            fixture_id, refs[fixture_id]["reference"],
-            (position + regions[0][0]) / RATE, (position + regions[-1][1]) / RATE,
-        ))  # fmt: skip
+        placements.append(
+            Placement(
+                fixture_id,
+                refs[fixture_id]["reference"],
+                (position + regions[0][0]) / RATE,
+                (position + regions[-1][1]) / RATE,
+            )
+        )
         parts += [clip, np.zeros(int(pause_s * RATE), dtype="<i2")]
         position += len(clip) + len(parts[-1])
     pcm = np.concatenate(parts).astype("<i2").tobytes()
-    flac = ffmpeg_convert(pcm, "-c:a", "flac", "-f", "flac",
-                          input_args=("-f", "s16le", "-ac", "1", "-ar", str(RATE)))  # fmt: skip
+    flac = ffmpeg_convert(
+        pcm, "-c:a", "flac", "-f", "flac", input_args=("-f", "s16le", "-ac", "1", "-ar", str(RATE))
+    )
     return flac, placements
 
 

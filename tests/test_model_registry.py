@@ -38,8 +38,11 @@ def test_language_list_matches_openai_whisper() -> None:
 def test_bundled_models_metadata() -> None:
     tiny, base = models.lookup("tiny.en"), models.lookup("base")
     assert (tiny.source, tiny.multilingual, tiny.languages, tiny.backend) == (
-        "bundled", False, ("en",), "faster-whisper"
-    )  # fmt: skip
+        "bundled",
+        False,
+        ("en",),
+        "faster-whisper",
+    )
     assert base.multilingual and len(base.languages) == 99 and "de" in base.languages
     assert "yue" not in base.languages  # Cantonese came with large-v3, not in base's vocabulary
     assert 60 <= (tiny.size_mb or 0) <= 90 and 120 <= (base.size_mb or 0) <= 170

@@ -66,9 +66,13 @@ def test_vtt_parses_with_cues_inside_the_clip(client: OpenAI) -> None:
 def test_verbose_json_segments_words_and_temperature(client: OpenAI) -> None:
     """Word timings and the temperature reach the model: the segments report what it used."""
     result = client.audio.transcriptions.create(
-        model="whisper-1", file=_jfk(), response_format="verbose_json",
-        timestamp_granularities=["segment", "word"], temperature=0.4, language="en",
-    )  # fmt: skip
+        model="whisper-1",
+        file=_jfk(),
+        response_format="verbose_json",
+        timestamp_granularities=["segment", "word"],
+        temperature=0.4,
+        language="en",
+    )
     assert result.language == "en" and result.duration == pytest.approx(JFK_S, abs=0.2)
     assert wer(manifest()["jfk"]["reference"], result.text) <= 0.15, result.text
     segments = result.segments or []
@@ -150,8 +154,9 @@ def test_wrong_key_is_authentication_error(api_stack: Stack) -> None:
 
 
 def test_missing_key_is_401_in_openai_shape(api_stack: Stack) -> None:
-    response = httpx.post(f"{api_stack.base_url}/v1/audio/transcriptions", files={"file": _jfk()},
-                          data={"model": "whisper-1"})  # fmt: skip
+    response = httpx.post(
+        f"{api_stack.base_url}/v1/audio/transcriptions", files={"file": _jfk()}, data={"model": "whisper-1"}
+    )
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
     assert response.json()["error"]["code"] == "invalid_api_key"
 

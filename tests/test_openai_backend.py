@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip(
-    "torch", reason="SKIPPED openai-whisper backend tests: torch is not installed "
-    "(pip install torch==2.13.0, then pip install -e '.[openai]'; scripts/test.sh does this)"
-)  # fmt: skip
+    "torch",
+    reason="SKIPPED openai-whisper backend tests: torch is not installed "
+    "(pip install torch==2.13.0, then pip install -e '.[openai]'; scripts/test.sh does this)",
+)
 pytest.importorskip(
-    "whisper", reason="SKIPPED openai-whisper backend tests: openai-whisper is not installed "
-    "(pip install -e '.[openai]' after torch; scripts/test.sh does this)"
-)  # fmt: skip
+    "whisper",
+    reason="SKIPPED openai-whisper backend tests: openai-whisper is not installed "
+    "(pip install -e '.[openai]' after torch; scripts/test.sh does this)",
+)
 
 from shared import models  # noqa: E402
 from shared.config import get_settings  # noqa: E402
@@ -56,9 +58,17 @@ def test_converter_reads_shapes_and_splits_fused_attention() -> None:
     ckpt = read_checkpoint(models.materialize("tiny.en"))
     assert ckpt.spec == "WhisperSpec" and ckpt.binary_version == 6
     assert dimensions(ckpt) == {  # Whisper tiny.en as published by OpenAI
-        "n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 384, "n_audio_head": 6, "n_audio_layer": 4,
-        "n_vocab": 51864, "n_text_ctx": 448, "n_text_state": 384, "n_text_head": 6, "n_text_layer": 4,
-    }  # fmt: skip
+        "n_mels": 80,
+        "n_audio_ctx": 1500,
+        "n_audio_state": 384,
+        "n_audio_head": 6,
+        "n_audio_layer": 4,
+        "n_vocab": 51864,
+        "n_text_ctx": 448,
+        "n_text_state": 384,
+        "n_text_head": 6,
+        "n_text_layer": 4,
+    }
     state = whisper_state_dict(ckpt)
     fused = ckpt.get("decoder/layer_2/self_attention/linear_0/weight")
     assert fused.shape == (3 * 384, 384)
@@ -116,8 +126,11 @@ def test_pt_checkpoint_loads_through_whisper_load_model(
     try:
         spec = models.lookup("my-tiny.en")
         assert (spec.source, spec.weights, spec.backend, spec.multilingual) == (
-            "local", "openai-pt", "openai-whisper", False
-        )  # fmt: skip
+            "local",
+            "openai-pt",
+            "openai-whisper",
+            False,
+        )
         assert "my-tiny.en" in models.available_names()
         with pytest.raises(models.UnknownModelError):
             models.lookup("my-tiny.en@faster-whisper")
@@ -136,8 +149,9 @@ def _int8_copy(source: str, target: Path) -> None:
 
     ckpt = read_checkpoint(source)
     dims = dimensions(ckpt)
-    spec = whisper_spec.WhisperSpec(dims["n_audio_layer"], dims["n_audio_head"],
-                                    dims["n_text_layer"], dims["n_text_head"])  # fmt: skip
+    spec = whisper_spec.WhisperSpec(
+        dims["n_audio_layer"], dims["n_audio_head"], dims["n_text_layer"], dims["n_text_head"]
+    )
     for name, value in ckpt.variables.items():
         node: object = spec
         *scopes, attr = name.split("/")

@@ -28,13 +28,24 @@ from whisper_appliance.transcribe_cli import sse_events
 
 WORDS = [{"word": "Hello", "start": 0.5, "end": 1.0}, {"word": "there.", "start": 1.1, "end": 2.0}]
 PIECES = [
-    {"transcript": "Hello there. General.", "start": 0.5, "end": 4.0, "language": "en",
-     "segments": [{"start": 0.5, "end": 2.0, "text": "Hello there.", "words": WORDS},
-                  {"start": 2.5, "end": 4.0, "text": "General."}]},
+    {
+        "transcript": "Hello there. General.",
+        "start": 0.5,
+        "end": 4.0,
+        "language": "en",
+        "segments": [
+            {"start": 0.5, "end": 2.0, "text": "Hello there.", "words": WORDS},
+            {"start": 2.5, "end": 4.0, "text": "General."},
+        ],
+    },
     {"transcript": "", "start": 30.0, "end": 31.0, "segments": []},
-    {"transcript": "Kenobi.", "start": 3725.25, "end": 3726.5, "segments": [{"start": 3725.25, "end": 3726.5,
-                                                                           "text": "Kenobi."}]},
-]  # fmt: skip
+    {
+        "transcript": "Kenobi.",
+        "start": 3725.25,
+        "end": 3726.5,
+        "segments": [{"start": 3725.25, "end": 3726.5, "text": "Kenobi."}],
+    },
+]
 
 
 def test_timestamps() -> None:
@@ -87,8 +98,14 @@ def _app() -> Starlette:
         await websocket.send_text("hi")
         await websocket.close()
 
-    app = Starlette(routes=[Route("/health", ok), Route("/api/status", ok), Route("/v1/models", ok),
-                            WebSocketRoute("/ws", ws)])  # fmt: skip
+    app = Starlette(
+        routes=[
+            Route("/health", ok),
+            Route("/api/status", ok),
+            Route("/v1/models", ok),
+            WebSocketRoute("/ws", ws),
+        ]
+    )
     return APIKeyMiddleware(app, api_key="k3y")  # type: ignore[return-value]
 
 
@@ -141,8 +158,11 @@ def _gateway(redis_url: str, **settings: Any) -> TestClient:
 def test_open_without_key_and_503_without_workers(idle_redis: str) -> None:
     with _gateway(idle_redis) as client:
         assert "whisper-1" in [m["id"] for m in client.get("/v1/models").json()["data"]]
-        response = client.post("/v1/audio/transcriptions", files={"file": ("jfk.flac", fixture_bytes("jfk"))},
-                               data={"model": "whisper-1"})  # fmt: skip
+        response = client.post(
+            "/v1/audio/transcriptions",
+            files={"file": ("jfk.flac", fixture_bytes("jfk"))},
+            data={"model": "whisper-1"},
+        )
     assert response.status_code == 503 and response.headers["retry-after"]
     assert response.json()["error"]["code"] == "no_workers"
     assert response.json()["error"]["type"] == "server_error"
@@ -160,6 +180,9 @@ def test_routing_errors_under_v1_are_openai_shaped(idle_redis: str) -> None:
 
 def test_429_when_requests_in_flight_reach_the_limit(idle_redis: str) -> None:
     with _gateway(idle_redis, max_clients=0) as client:
-        response = client.post("/v1/audio/transcriptions", files={"file": ("jfk.flac", fixture_bytes("jfk"))},
-                               data={"model": "whisper-1"})  # fmt: skip
+        response = client.post(
+            "/v1/audio/transcriptions",
+            files={"file": ("jfk.flac", fixture_bytes("jfk"))},
+            data={"model": "whisper-1"},
+        )
     assert response.status_code == 429 and response.json()["error"]["code"] == "busy"

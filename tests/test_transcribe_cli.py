@@ -21,15 +21,27 @@ def _transcribe(*args: str, api_key: str | None = API_KEY) -> subprocess.Complet
         env["S2T_API_KEY"] = api_key
     return subprocess.run(
         [sys.executable, "-m", "whisper_appliance.cli", "transcribe", *args],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_writes_srt_and_txt_matching_references(api_stack: Stack, tmp_path: Path) -> None:
     refs = manifest()
     inputs = [FIXTURES / refs[f]["path"] for f in ("jfk", "osr_us_000_0034")]
-    done = _transcribe(*map(str, inputs), "--server", api_stack.base_url, "--format", "srt,txt",
-                       "--language", "en", "--output-dir", str(tmp_path))  # fmt: skip
+    done = _transcribe(
+        *map(str, inputs),
+        "--server",
+        api_stack.base_url,
+        "--format",
+        "srt,txt",
+        "--language",
+        "en",
+        "--output-dir",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     assert "piece" in done.stderr  # the progress bar
     for fixture_id, limit, length_s in (("jfk", 0.10, 11.0), ("osr_us_000_0034", 0.15, 35.6)):
@@ -42,8 +54,14 @@ def test_writes_srt_and_txt_matching_references(api_stack: Stack, tmp_path: Path
 
 
 def test_wrong_key_is_reported_per_file(api_stack: Stack, tmp_path: Path) -> None:
-    done = _transcribe(str(FIXTURES / "jfk.flac"), "--server", api_stack.base_url, "--output-dir",
-                       str(tmp_path), api_key="wrong")  # fmt: skip
+    done = _transcribe(
+        str(FIXTURES / "jfk.flac"),
+        "--server",
+        api_stack.base_url,
+        "--output-dir",
+        str(tmp_path),
+        api_key="wrong",
+    )
     assert done.returncode == 1 and "API key" in done.stderr
     assert not list(tmp_path.iterdir())
 

@@ -24,8 +24,12 @@ from shared import subtitles
 
 DEFAULT_SERVER = "http://localhost:8000"
 #: --format -> (response format rendered, file extension)
-FORMATS = {"txt": ("text", ".txt"), "srt": ("srt", ".srt"), "vtt": ("vtt", ".vtt"),
-           "json": ("verbose_json", ".json")}  # fmt: skip
+FORMATS = {
+    "txt": ("text", ".txt"),
+    "srt": ("srt", ".srt"),
+    "vtt": ("vtt", ".vtt"),
+    "json": ("verbose_json", ".json"),
+}
 HOW_TO_START = "start one with ./scripts/up.sh or `whisper-appliance up`"
 
 
@@ -47,8 +51,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--language", help="ISO code such as en or de (default: detect)")
     p.add_argument("--model", default="whisper-1", help="model name (default: the server's default)")
     p.add_argument("--output-dir", type=Path, help="write outputs here instead of beside each input")
-    p.add_argument("--api-key", default=os.environ.get("S2T_API_KEY"),
-                   help="key when the server sets S2T_API_KEY (default: $S2T_API_KEY)")  # fmt: skip
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("S2T_API_KEY"),
+        help="key when the server sets S2T_API_KEY (default: $S2T_API_KEY)",
+    )
 
 
 def _formats(value: str) -> list[str]:

@@ -173,6 +173,8 @@ def _segment(
         "temperature": segment.temperature,
     }
     if segment.words is not None:
-        out["words"] = [{"word": w.word.strip(), "start": at(w.start), "end": at(max(w.end, w.start))}
-                        for w in segment.words]  # fmt: skip
+        out["words"] = [
+            {"word": w.word.strip(), "start": at(w.start), "end": at(max(w.end, w.start))}
+            for w in segment.words
+        ]
     return out

@@ -271,8 +271,10 @@ def export_checkpoint(folder: str | Path, target: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Convert a CTranslate2 Whisper folder (or a registry "
-                                     "model name) into an openai-whisper .pt checkpoint.")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description="Convert a CTranslate2 Whisper folder (or a registry "
+        "model name) into an openai-whisper .pt checkpoint."
+    )
     parser.add_argument("model", help="CTranslate2 folder or model name, e.g. tiny.en")
     parser.add_argument("output", help="the .pt file to write")
     args = parser.parse_args(argv)

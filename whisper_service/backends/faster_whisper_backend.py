@@ -57,12 +57,17 @@ class FasterWhisperTranscriber:
         )
         segs = [
             Segment(
-                s.start, s.end, s.text.strip(), s.no_speech_prob, s.avg_logprob, s.compression_ratio,
+                s.start,
+                s.end,
+                s.text.strip(),
+                s.no_speech_prob,
+                s.avg_logprob,
+                s.compression_ratio,
                 s.temperature or 0.0,
                 None if s.words is None else [Word(w.start, w.end, w.word, w.probability) for w in s.words],
             )
             for s in segments
-        ]  # fmt: skip
+        ]
         return Transcription(
             text=" ".join(s.text for s in segs if s.text).strip(),
             language=info.language,

@@ -107,10 +107,15 @@ class OpenAIWhisperTranscriber:
             verbose=None,
         )
         segs = [
-            Segment(float(s["start"]), float(s["end"]), str(s["text"]).strip(),
-                    float(s["no_speech_prob"]), float(s["avg_logprob"]))
+            Segment(
+                float(s["start"]),
+                float(s["end"]),
+                str(s["text"]).strip(),
+                float(s["no_speech_prob"]),
+                float(s["avg_logprob"]),
+            )
             for s in result["segments"]
-        ]  # fmt: skip
+        ]
         return Transcription(
             text=" ".join(s.text for s in segs if s.text).strip(),
             language=language,
