@@ -9,8 +9,10 @@ import time
 
 import numpy as np
 import psutil
+import redis
 from websockets.sync.client import connect
 
+from shared.redis_keys import stream_key
 from tests.conftest import Stack
 from tests.helpers import (
     chunk_stream,
@@ -19,6 +21,8 @@ from tests.helpers import (
     fixture_webm,
     manifest,
     pcm_to_webm,
+    recv_json,
+    send_json,
     stream_live,
     wer,
 )
@@ -70,10 +74,7 @@ def test_silence_then_noise_gives_no_words(stack: Stack) -> None:
 
 
 def _audio_service_rss(stack: Stack) -> int:
-    for child in psutil.Process(stack.process.pid).children(recursive=True):
-        if "audio" in child.cmdline():
-            return child.memory_info().rss
-    raise AssertionError("audio service process not found")
+    return _audio_service(stack).memory_info().rss
 
 
 def test_five_minute_stream_keeps_every_utterance_in_order_with_flat_memory(stack: Stack) -> None:
@@ -110,3 +111,33 @@ def test_five_minute_stream_keeps_every_utterance_in_order_with_flat_memory(stac
     assert quarter and later
     growth_mb = (max(later) - max(quarter)) / 2**20
     assert growth_mb < 25, f"audio service grew by {growth_mb:.1f} MB over the stream"
+
+
+def _audio_service(stack: Stack) -> psutil.Process:
+    for child in psutil.Process(stack.process.pid).children(recursive=True):
+        if "audio" in child.cmdline():
+            return child
+    raise AssertionError("audio service process not found")
+
+
+def test_client_leaving_mid_stream_leaves_nothing_behind(stack: Stack) -> None:
+    chunks = chunk_stream(fixture_webm("osr_us_000_0034"), manifest()["osr_us_000_0034"]["duration_s"])
+    audio = _audio_service(stack)
+    with connect(stack.ws_url, max_size=None) as ws:
+        send_json(ws, {"command": "start_real_recording", "language": "en", "format": "webm"})
+        stream_id = recv_json(ws)["stream_id"]
+        for chunk in chunks[:40]:  # 10 s of speech, then the tab is closed
+            ws.send(chunk)
+        deadline = time.monotonic() + 10
+        while not any("ffmpeg" in " ".join(c.cmdline()) for c in audio.children()):
+            assert time.monotonic() < deadline, "no ffmpeg decoder was started for the stream"
+            time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while any("ffmpeg" in " ".join(c.cmdline()) for c in audio.children()):
+        assert time.monotonic() < deadline, "the stream's ffmpeg outlived its client"
+        time.sleep(0.1)
+    client = redis.Redis.from_url(stack.redis_url)
+    deadline = time.monotonic() + 10
+    while client.hget(stream_key(stream_id), "cancelled") is None:
+        assert time.monotonic() < deadline, "the stream was not marked cancelled for the workers"
+        time.sleep(0.1)
