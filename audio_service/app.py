@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
 
     async def metrics_endpoint(_: Request) -> Response:
-        body, content_type = metrics.exposition()
+        body, content_type = metrics.exposition(metrics.AUDIO_REGISTRY)
         return Response(body, media_type=content_type)
 
     @contextlib.asynccontextmanager

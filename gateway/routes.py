@@ -82,7 +82,7 @@ async def metrics_endpoint(request: Request) -> Response:
         for name in QUEUES:
             metrics.QUEUE_DEPTH.labels(queue=name).set(int(await ctx.redis.llen(queue_key(name))))
         metrics.WORKERS_ALIVE.set(len(await _workers(ctx)))
-    body, content_type = metrics.exposition()
+    body, content_type = metrics.exposition(metrics.GATEWAY_REGISTRY)
     return Response(body, media_type=content_type)
 
 

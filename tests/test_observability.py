@@ -120,6 +120,11 @@ def test_every_metric_exists_and_moves(observed: tuple[Stack, Path]) -> None:
         assert value(after[service], "process_resident_memory_bytes") > 0, service
         assert has(after[service], "process_cpu_seconds_total"), service
 
+    owners = {"gateway": ("s2t_gateway_", "s2t_live_", "s2t_queue_", "s2t_workers_alive"),
+              "audio": ("s2t_audio_",), "worker": ("s2t_worker_",)}  # fmt: skip
+    for service, samples in after.items():  # each service shows its own metrics only
+        assert all(n.startswith(owners[service]) for n, _ in samples if n.startswith("s2t_")), service
+
     gateway = after["gateway"]
     assert has(gateway, "s2t_gateway_websocket_connections")
     assert moved("gateway", "s2t_gateway_websocket_messages_total", command="process_audio") == 1

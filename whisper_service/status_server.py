@@ -31,7 +31,7 @@ def start(ctx: WorkerContext, host: str, port: int) -> ThreadingHTTPServer | Non
             if path == "/metrics":
                 metrics.WORKER_BUSY.set(1 if ctx.info.busy else 0)
                 metrics.MODELS_LOADED.set(len(ctx.models.names()))
-                body, content_type = metrics.exposition()
+                body, content_type = metrics.exposition(metrics.WORKER_REGISTRY)
                 self._reply(200, body, content_type)
             elif path == "/health":
                 health = {
