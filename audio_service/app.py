@@ -18,14 +18,14 @@ import numpy as np
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from audio_service.decoder import SAMPLE_RATE, DecodeError, decode
 from audio_service.enqueue import JobQueue
 from audio_service.splitter import split
 from audio_service.streams import stream_endpoint
-from shared import codec
+from shared import codec, metrics
 from shared.config import Settings, get_settings
 from shared.jobs import TranscriptionJob
 
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except Exception:
             return _error(400, "invalid_message", "Body must be msgpack with 'audio' and 'reply_channel'")
         request_id = str(req.get("request_id") or uuid.uuid4().hex)
+        structlog.contextvars.bind_contextvars(request_id=request_id)  # this request's task only
         log.info("audio_processing_started", request_id=request_id, bytes=len(audio))
         t0 = time.perf_counter()
         try:
@@ -76,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             status = 413 if exc.code == "audio_too_long" else 422
             return _error(status, exc.code, exc.message)
         decode_s = time.perf_counter() - t0
+        metrics.DECODE_DURATION.observe(decode_s)
+        metrics.AUDIO_DECODED.labels(mode="file").inc(decoded.duration_s)
         pcm = decoded.pcm
         pieces = await asyncio.to_thread(split, decoded.as_float32(), settings.max_piece_seconds)
         jobs = [
@@ -97,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ]
         if jobs:
             await asyncio.to_thread(queue.enqueue, jobs)
+            metrics.UTTERANCES_CUT.labels(mode="file").inc(len(jobs))
         log.info(
             "audio_enqueued",
             request_id=request_id,
@@ -125,6 +129,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             {"status": "ok", "uptime": round(time.time() - started, 1), "sample_rate": SAMPLE_RATE}
         )
 
+    async def metrics_endpoint(_: Request) -> Response:
+        body, content_type = metrics.exposition(metrics.AUDIO_REGISTRY)
+        return Response(body, media_type=content_type)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Load the VAD model now, not inside the first user's request.
@@ -136,6 +144,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/decode", decode_file, methods=["POST"]),
             WebSocketRoute("/stream", stream_endpoint),
             Route("/health", health),
+            Route("/metrics", metrics_endpoint),
         ],
         lifespan=lifespan,
     )

@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from audio_service.enqueue import JobQueue
 from audio_service.segmenter import Segmenter, SegmenterOptions, Utterance
 from audio_service.stream_decoder import StreamDecoder
+from shared import metrics
 from shared.config import Settings
 from shared.jobs import TranscriptionJob
 
@@ -66,6 +67,8 @@ class LiveStream:
     async def run(self) -> None:
         decoder = await StreamDecoder.start(self.format)
         await self.ws.send_json({"type": "started"})
+        structlog.contextvars.bind_contextvars(request_id=self.stream_id)  # this stream's task only
+        metrics.ACTIVE_STREAMS.inc()
         log.info("stream_started", stream_id=self.stream_id, format=self.format)
         pump = asyncio.create_task(self._pump_pcm(decoder))
         stopped_cleanly = False
@@ -83,6 +86,7 @@ class LiveStream:
                     self.queue.mark_stream, self.stream_id, latest=CANCELLED_SEQ, cancelled=1
                 )
             await decoder.kill()
+            metrics.ACTIVE_STREAMS.dec()
             log.info(
                 "stream_ended",
                 stream_id=self.stream_id,
@@ -114,6 +118,7 @@ class LiveStream:
             leftover = data[cut:]
             pcm = np.frombuffer(data[:cut], dtype="<i2")
             self.samples += len(pcm)
+            metrics.AUDIO_DECODED.labels(mode="live").inc(len(pcm) / 16000)
             await self._dispatch(self.segmenter.feed(pcm))
         failure = await decoder.failure()
         if failure and self.samples == 0:
@@ -160,6 +165,7 @@ class LiveStream:
                 self._last_partial = (seq, time.monotonic())
         if utterance.final:
             self.finals += 1
+            metrics.UTTERANCES_CUT.labels(mode="live").inc()
             await self._send(
                 {
                     "type": "final_queued",

@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/demo", routes.demo),
             Mount("/static", StaticFiles(packages=[("gateway", "static")]), name="static"),
             Route("/health", routes.health),
+            Route("/metrics", routes.metrics_endpoint),
             Route("/api/status", routes.api_status),
             Route("/api/models", routes.api_models),
             Route("/api/languages", routes.api_languages),

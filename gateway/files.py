@@ -88,6 +88,9 @@ class FileJobs:
         source: str,
         hints: Mapping[str, Any],
     ) -> None:
+        # This task's log lines carry the id the audio service and the workers log too.
+        structlog.contextvars.bind_contextvars(request_id=pending.internal_id)
+        log.info("file_received", bytes=len(audio), model=model, source=source)
         self.emit(protocol.status("Processing audio", processing=True, request_id=pending.client_request_id))
         try:
             submitted = await self.ctx.audio.submit_file(

@@ -29,7 +29,7 @@ from gateway.context import GatewayContext
 from gateway.files import FileJobs
 from gateway.model_loading import validate_model_name
 from gateway.openai_errors import OpenAIError
-from shared import models, subtitles
+from shared import metrics, models, subtitles
 from shared.heartbeats import live_workers
 from shared.protocol import ProtocolError, too_large_message
 from shared.redis_keys import new_reply_channel
@@ -220,10 +220,14 @@ class FileRun:
         self.request = request
         self.channel = new_reply_channel()
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.files = FileJobs(ctx, self.channel, self.messages.put_nowait, max_inflight=1)
+        self.files = FileJobs(ctx, self.channel, self._emit, max_inflight=1)
         self.pieces_total = 0
         self.duration_s = 0.0
         self._watchdog: asyncio.Task[None] | None = None
+
+    def _emit(self, message: dict[str, Any]) -> None:
+        metrics.record_client_message(message)  # counted like the messages /ws sends
+        self.messages.put_nowait(message)
 
     async def start(self) -> None:
         """Subscribe, then hand the audio over; raise OpenAIError if refused at once (the

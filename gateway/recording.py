@@ -21,7 +21,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from gateway.context import GatewayContext
-from shared import protocol
+from shared import metrics, protocol
 from shared.jobs import ROUTING_FIELDS
 from shared.protocol import ErrorCode, ProtocolError
 
@@ -73,6 +73,8 @@ class Recording:
         self._stopping = False
         self._finals_expected: int | None = None
         self.ended = asyncio.Event()
+        self._started_at = time.monotonic()
+        self._first_partial_seen = False
 
     async def start(self) -> None:
         try:
@@ -179,6 +181,7 @@ class Recording:
                 and seq > self._partial_seq.get(index, -1)
             ):
                 self._partial_seq[index] = seq
+                self._observe_first_partial()
                 self.emit(message)
             return True
         self._settle(index, message)
@@ -191,11 +194,25 @@ class Recording:
         self._buffered[index] = message
         while self._next_final in self._buffered:
             done = self._next_final
+            self._observe_final(done)
             self.emit(self._buffered.pop(done))
             for table in (self._queued, self._final_seq, self._candidates, self._partial_seq):
                 table.pop(done, None)
             self._next_final += 1
         self._maybe_finish()
+
+    def _observe_first_partial(self) -> None:
+        """How long a speaker waits before any text shows: the figure live users feel most."""
+        if not self._first_partial_seen:
+            self._first_partial_seen = True
+            metrics.LIVE_FIRST_PARTIAL.observe(time.monotonic() - self._started_at)
+
+    def _observe_final(self, index: int) -> None:
+        """From the audio service closing the utterance to its final going out (0 when a
+        confirmed candidate's result was already here)."""
+        queued_at = self._queued.get(index)
+        if queued_at is not None:
+            metrics.LIVE_FINAL_LATENCY.observe(max(0.0, time.monotonic() - queued_at))
 
     def _maybe_finish(self) -> None:
         if self._finals_expected is not None and self._next_final >= self._finals_expected:

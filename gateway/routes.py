@@ -1,4 +1,4 @@
-"""HTTP routes of the gateway: pages, ``/api/*`` and ``/health``."""
+"""HTTP routes of the gateway: pages, ``/api/*``, ``/health`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from gateway.context import GatewayContext
 from gateway.model_loading import load_across_pool
-from shared import models
+from shared import metrics, models
 from shared.heartbeats import live_workers
 from shared.languages import NAMES
 from shared.protocol import ProtocolError
@@ -68,8 +68,22 @@ async def health(request: Request) -> JSONResponse:
         "uptime": round(time.time() - ctx.started_at, 1),
         "redis": "ok" if redis_ok else "unreachable",
         "workers": len(workers),
+        "live_workers": [{k: w[k] for k in ("id", "host", "pid", "models", "busy")} for w in workers],
     }
     return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus exposition. Queue depth and live workers are read from Redis now, at
+    scrape time, so every gateway replica reports the same current figures."""
+    ctx = _ctx(request)
+    metrics.WS_CONNECTIONS.set(ctx.connections)
+    if await _redis_ok(ctx):
+        for name in QUEUES:
+            metrics.QUEUE_DEPTH.labels(queue=name).set(int(await ctx.redis.llen(queue_key(name))))
+        metrics.WORKERS_ALIVE.set(len(await _workers(ctx)))
+    body, content_type = metrics.exposition(metrics.GATEWAY_REGISTRY)
+    return Response(body, media_type=content_type)
 
 
 async def api_status(request: Request) -> JSONResponse:

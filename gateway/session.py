@@ -17,7 +17,7 @@ from gateway.context import GatewayContext
 from gateway.files import FileJobs
 from gateway.model_loading import load_across_pool, validate_model_name
 from gateway.recording import Recording
-from shared import models, protocol
+from shared import metrics, models, protocol
 from shared.heartbeats import live_workers
 from shared.protocol import ErrorCode, ProtocolError
 from shared.redis_keys import new_reply_channel
@@ -81,6 +81,7 @@ class Session:
                 return  # the client went away; receive() will notice
 
     def send(self, message: dict[str, Any]) -> None:
+        metrics.record_client_message(message)
         self.outbox.put_nowait(message)
 
     def _spawn(self, coro: Any) -> None:
@@ -98,6 +99,7 @@ class Session:
     async def _on_text(self, text: str) -> None:
         try:
             msg = protocol.parse_client_message(text)
+            metrics.WS_MESSAGES.labels(command=msg.command).inc()
             await self._dispatch(msg)
         except ProtocolError as exc:
             self.send(protocol.error(exc.code, exc.message, request_id=exc.request_id))
@@ -129,6 +131,7 @@ class Session:
                     await self.recording.stop()
 
     async def _on_binary(self, data: bytes) -> None:
+        metrics.WS_MESSAGES.labels(command="binary").inc()
         try:
             protocol.check_audio_size(data, self.settings.max_audio_bytes)
             if self.recording is not None and not self.recording.ended.is_set():

@@ -27,3 +27,9 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python -m pytest "$@"
+
+# The compose stack for real (Docker from Debian, images without a registry): well over
+# 10 minutes on a cold machine, so only when asked. Needs root.
+if [ "${S2T_COMPOSE_SMOKE:-}" = 1 ]; then
+  deploy/compose-smoke.sh
+fi

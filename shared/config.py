@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     max_clients: int = 50
     rate_limit_per_minute: int = 100
 
+    # Worker /metrics + /health (one port per worker process; `up` picks a free one each)
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9100  # 0: no HTTP endpoint
+
     # Logging
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal

@@ -25,6 +25,7 @@ class WorkerInfo:
     models: list[str] = field(default_factory=list)
     busy: bool = False
     jobs_done: int = 0
+    metrics_port: int | None = None  # where this worker serves /metrics and /health
     started_at: float = field(default_factory=time.time)
     seen_at: float = field(default_factory=time.time)
 

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -50,15 +51,22 @@ class Stack:
 
 
 def start_stack(
-    redis_url: str, workers: int, extra_env: dict[str, str] | None = None, *, quiet: bool = False
+    redis_url: str,
+    workers: int,
+    extra_env: dict[str, str] | None = None,
+    *,
+    quiet: bool = False,
+    log_path: Path | None = None,
 ) -> Stack:
+    """``log_path``: every service's log lines (stderr) go to that file, for tests of the logs."""
     port = free_port()
     env = {**os.environ, "S2T_REDIS_URL": redis_url, "S2T_LOG_JSON": "true", **(extra_env or {})}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "whisper_appliance.cli", "up", "--workers", str(workers), "--port", str(port)],
-        env=env,
-        stderr=subprocess.DEVNULL if quiet else None,
-    )
+    command = [sys.executable, "-m", "whisper_appliance.cli", "up", "--workers", str(workers)]
+    with contextlib.ExitStack() as files:
+        stderr = files.enter_context(log_path.open("ab")) if log_path else None
+        proc = subprocess.Popen(
+            [*command, "--port", str(port)], env=env, stderr=subprocess.DEVNULL if quiet else stderr
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:

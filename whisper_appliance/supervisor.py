@@ -71,7 +71,9 @@ class Supervisor:
             "audio", ["audio", "--host", "127.0.0.1", "--port", str(audio_port)], self.child_env(**common)
         )
         for i in range(self.workers):
-            self.spawn(f"worker-{i}", ["worker"], self.child_env(**common))
+            # Each worker serves /metrics and /health on a port of its own.
+            port = {"S2T_WORKER_METRICS_PORT": str(free_port())}
+            self.spawn(f"worker-{i}", ["worker"], self.child_env(**common, **port))
         self.spawn(
             "gateway", ["gateway", "--host", self.host, "--port", str(self.port)], self.child_env(**common)
         )

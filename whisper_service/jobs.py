@@ -15,7 +15,7 @@ from rq.timeouts import JobTimeoutException
 
 from audio_service.decoder import SAMPLE_RATE
 from audio_service.splitter import speech_regions
-from shared import protocol
+from shared import metrics, protocol
 from shared.jobs import TranscriptionJob
 from shared.models import ModelUnavailableError, UnknownModelError, UnsupportedRequestError, check_request
 from shared.redis_keys import stream_key
@@ -26,9 +26,15 @@ log = structlog.get_logger()
 
 
 def transcribe(payload: dict[str, Any]) -> None:
-    ctx = context.current()
     job = TranscriptionJob.from_wire(payload)
+    # Every log line of this job carries the ids the gateway and audio service logged too.
+    with structlog.contextvars.bound_contextvars(request_id=job.request_id, utterance_id=job.utterance_id):
+        _handle(context.current(), job)
+
+
+def _handle(ctx: context.WorkerContext, job: TranscriptionJob) -> None:
     if job.stream_id is not None and _superseded(ctx, job):
+        metrics.JOBS.labels(kind=job.kind, outcome="skipped").inc()
         _partial_done(ctx, job)
         return  # nobody wants it: a newer job exists, or the client has gone
     ctx.info.busy = True
@@ -37,6 +43,7 @@ def transcribe(payload: dict[str, Any]) -> None:
     finally:
         ctx.info.busy = False
         ctx.info.jobs_done += 1
+    metrics.JOBS.labels(kind=job.kind, outcome="error" if reply.get("type") == "error" else "ok").inc()
     ctx.publish(job.reply_channel, {**reply, **job.routing(ctx.info.id)})
     _partial_done(ctx, job)
 
@@ -100,6 +107,7 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
             utterance_id=job.utterance_id,
         )
     took = time.perf_counter() - started
+    metrics.record_transcription(job.model, job.duration_s, took)
     log.info(
         "transcription_completed",
         utterance_id=job.utterance_id,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import structlog
 
+from shared import metrics
 from whisper_service.backends import Transcriber
 
 log = structlog.get_logger()
@@ -40,6 +41,8 @@ class ModelCache:
             while len(self._models) > self._max:
                 evicted, _ = self._models.popitem(last=False)
                 log.info("model_evicted", model=evicted)
+            metrics.MODEL_LOAD_DURATION.labels(model=name).observe(took)
+            metrics.MODELS_LOADED.set(len(self._models))
             log.info("model_loaded", model=name, load_time_s=round(took, 3), backend=model.backend)
             return model, took
 

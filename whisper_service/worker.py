@@ -16,7 +16,7 @@ from shared.config import Settings
 from shared.heartbeats import remove_heartbeat
 from shared.logging import configure_logging, log_settings
 from shared.redis_keys import QUEUES, sync_client
-from whisper_service import context, control
+from whisper_service import context, control, status_server
 
 HEARTBEAT_INTERVAL_S = 5.0
 
@@ -35,6 +35,10 @@ def run_worker(settings: Settings) -> None:
     context.install(ctx)
     log.info("worker_starting", worker_id=ctx.info.id, cpu_threads=settings.effective_cpu_threads())
     ctx.models.get(settings.model)
+    if settings.worker_metrics_port and (
+        server := status_server.start(ctx, settings.worker_metrics_host, settings.worker_metrics_port)
+    ):
+        ctx.info.metrics_port = server.server_address[1]
 
     stop = threading.Event()
     threading.Thread(target=_heartbeat_forever, args=(ctx, stop), daemon=True, name="heartbeat").start()
