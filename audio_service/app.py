@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from audio_service.decoder import SAMPLE_RATE, DecodeError, decode
 from audio_service.enqueue import JobQueue
+from audio_service.reaper import reap_forever
 from audio_service.splitter import split
 from audio_service.streams import stream_endpoint
 from shared import codec
@@ -129,7 +131,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Load the VAD model now, not inside the first user's request.
         await asyncio.to_thread(split, np.zeros(SAMPLE_RATE, dtype=np.float32), settings.max_piece_seconds)
-        yield
+        stop = threading.Event()
+        reaper = threading.Thread(target=reap_forever, args=(queue, stop), daemon=True, name="reaper")
+        reaper.start()
+        try:
+            yield
+        finally:
+            stop.set()
 
     app = Starlette(
         routes=[

@@ -39,8 +39,9 @@ class JobQueue:
         done = self.redis.hget(stream_key(stream_id), "done")
         return int(done) if done is not None else 0
 
-    def enqueue(self, jobs: list[TranscriptionJob]) -> None:
-        """Enqueue every piece of a request at once, so idle workers take them in parallel."""
+    def enqueue(self, jobs: list[TranscriptionJob], *, at_front: bool = False) -> None:
+        """Enqueue every piece of a request at once, so idle workers take them in parallel.
+        ``at_front``: a retry goes before newer work (its client has waited longest)."""
         for job in jobs:
             queue = self._queues["partial" if job.kind == "partial" else "final"]
             queue.enqueue_call(
@@ -51,4 +52,5 @@ class JobQueue:
                 result_ttl=0,  # results go over pub/sub; keep nothing
                 failure_ttl=60,  # failed records hold audio: keep them briefly
                 job_id=job.job_id,
+                at_front=at_front,
             )

@@ -1,0 +1,91 @@
+"""A worker SIGKILLed mid-job: the job is retried on another worker, or reported as
+``worker_lost`` when none is left. Real Redis, real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from websockets.sync.client import connect
+
+from shared import codec
+from shared.redis_keys import INFLIGHT_KEY, worker_key
+from tests.conftest import private_redis
+from tests.helpers import (
+    collect_until_complete,
+    finals,
+    fixture_bytes,
+    manifest,
+    process_audio_message,
+    send_json,
+    wer,
+)
+from tests.services import Services
+
+pytestmark = pytest.mark.slow
+
+#: One thread and a wide beam: a job lasts long enough to be killed in the middle of it.
+SLOW_WORKER = {"S2T_CPU_THREADS": "1", "S2T_BEAM_SIZE": "5", "S2T_JOB_TIMEOUT_S": "60"}
+
+
+@pytest.fixture
+def services(request: pytest.FixtureRequest) -> Iterator[Services]:
+    with private_redis() as url:
+        running = Services(url, dict(SLOW_WORKER)).start(workers=request.param)
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+def kill_busy_worker(client: redis.Redis, timeout: float = 30.0) -> str:
+    """SIGKILL the worker that holds a job right now; return the job's id."""
+    deadline = time.monotonic() + timeout
+    while not (inflight := client.hgetall(INFLIGHT_KEY)):
+        assert time.monotonic() < deadline, "no worker took the job"
+        time.sleep(0.01)
+    job_id, raw = next(iter(inflight.items()))
+    worker_id = codec.loads(raw)["worker"]
+    pid = codec.loads(client.get(worker_key(worker_id)))["pid"]
+    os.kill(pid, signal.SIGKILL)
+    # Killed mid-job: it never released its claim.
+    assert client.hexists(INFLIGHT_KEY, job_id), "the job finished before the kill; nothing was tested"
+    return job_id.decode()
+
+
+@pytest.mark.parametrize("services", [2], indirect=True)
+def test_killed_worker_job_is_retried_on_another(services: Services) -> None:
+    client = redis.Redis.from_url(services.redis_url)
+    with connect(services.ws_url) as ws:
+        send_json(ws, process_audio_message(fixture_bytes("jfk"), language="en", request_id="k1"))
+        kill_busy_worker(client)
+        t0 = time.monotonic()
+        messages = collect_until_complete(ws, "k1", timeout=60)
+    got = finals(messages)
+    assert len(got) == 1, messages
+    assert wer(manifest()["jfk"]["reference"], got[0]["transcript"]) < 0.3
+    assert time.monotonic() - t0 < 45
+    deadline = time.monotonic() + 5  # the worker releases its claim just after publishing
+    while client.hlen(INFLIGHT_KEY) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.hlen(INFLIGHT_KEY) == 0
+
+
+@pytest.mark.parametrize("services", [1], indirect=True)
+def test_killed_last_worker_reports_worker_lost(services: Services) -> None:
+    client = redis.Redis.from_url(services.redis_url)
+    with connect(services.ws_url) as ws:
+        send_json(ws, process_audio_message(fixture_bytes("jfk"), language="en", request_id="k2"))
+        job_id = kill_busy_worker(client)
+        t0 = time.monotonic()
+        messages = collect_until_complete(ws, "k2", timeout=60)
+    errors = [m for m in messages if m.get("type") == "error"]
+    assert [e["code"] for e in errors] == ["worker_lost"], messages
+    assert errors[0]["utterance_id"] == job_id
+    assert errors[0]["request_id"] == "k2"
+    assert time.monotonic() - t0 < 30
+    assert not client.exists(f"rq:job:{job_id}"), "the dead attempt's audio is still in Redis"
