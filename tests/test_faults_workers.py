@@ -35,7 +35,8 @@ SLOW_WORKER = {"S2T_CPU_THREADS": "1", "S2T_BEAM_SIZE": "5", "S2T_JOB_TIMEOUT_S"
 @pytest.fixture
 def services(request: pytest.FixtureRequest) -> Iterator[Services]:
     with private_redis() as url:
-        running = Services(url, dict(SLOW_WORKER)).start(workers=request.param)
+        workers, env = request.param if isinstance(request.param, tuple) else (request.param, {})
+        running = Services(url, {**SLOW_WORKER, **env}).start(workers=workers)
         try:
             yield running
         finally:
@@ -89,3 +90,17 @@ def test_killed_last_worker_reports_worker_lost(services: Services) -> None:
     assert errors[0]["request_id"] == "k2"
     assert time.monotonic() - t0 < 30
     assert not client.exists(f"rq:job:{job_id}"), "the dead attempt's audio is still in Redis"
+
+
+@pytest.mark.parametrize("services", [(1, {"S2T_JOB_TIMEOUT_S": "1"})], indirect=True)
+def test_job_past_its_time_limit_is_reported_as_timeout(services: Services) -> None:
+    """RQ's SimpleWorker enforces the limit with SIGALRM in the worker's main thread; the
+    job function turns it into an ``error`` ``timeout`` per piece, and the worker lives on."""
+    with connect(services.ws_url) as ws:
+        send_json(ws, process_audio_message(fixture_bytes("osr_us_000_0034"), language="en", request_id="t1"))
+        messages = collect_until_complete(ws, "t1", timeout=60)
+    errors = [m for m in messages if m.get("type") == "error"]
+    assert errors and all(e["code"] == "timeout" and e["utterance_id"] for e in errors), messages
+    pieces = next(m["pieces"] for m in messages if m.get("message") == "Audio queued")
+    assert len(errors) + len(finals(messages)) == pieces  # a short piece may finish in time
+    assert services.workers[0].poll() is None
