@@ -207,16 +207,18 @@ class Recording:
             self.emit(protocol.status("Recording stopped", recording=False, model=self.model))
             log.info("recording_stopped", stream_id=self.stream_id, finals=self._next_final)
 
-    def expire(self, now: float, max_wait_s: float) -> None:
+    def expire(
+        self,
+        now: float,
+        max_wait_s: float,
+        code: ErrorCode = ErrorCode.TIMEOUT,
+        message: str = "No result arrived in time",
+    ) -> None:
         """A final queued long ago with no answer (its worker vanished) becomes an error,
-        so a stop always completes."""
+        so a stop always completes. ``max_wait_s < 0`` fails every queued final now."""
         for index, queued_at in sorted(self._queued.items()):
             if index == self._next_final and now - queued_at > max_wait_s and index not in self._buffered:
                 self._settle(
                     index,
-                    protocol.error(
-                        ErrorCode.TIMEOUT,
-                        "No result arrived in time",
-                        utterance_id=f"{self.stream_id}-u{index}",
-                    ),
+                    protocol.error(code, message, utterance_id=f"{self.stream_id}-u{index}"),
                 )

@@ -42,13 +42,16 @@ class Session:
 
     async def run(self) -> None:
         await self.ctx.router.register(self.reply_channel, self._on_reply)
+        self.ctx.router.add_listener(self._on_redis_state)
         background = [
             asyncio.create_task(self._send_forever()),
             asyncio.create_task(self.files.watch_deadlines()),
+            asyncio.create_task(self._watch_recording()),
         ]
         try:
             await self._receive_forever()
         finally:
+            self.ctx.router.remove_listener(self._on_redis_state)
             await self.ctx.router.unregister(self.reply_channel)
             if self.recording is not None:
                 await self.recording.close()
@@ -92,6 +95,17 @@ class Session:
         if self.recording is not None and self.recording.on_reply(reply):
             return
         self.files.on_reply(reply)  # late replies to finished requests are dropped there
+
+    def _on_redis_state(self, state: str) -> None:
+        """Tell the client while Redis is away; once back, answer what was in flight with
+        an error (replies published meanwhile are lost), so nothing waits forever."""
+        self.send(protocol.status(state, redis=state == "reconnected", model=self.model))
+        if state != "reconnected":
+            return
+        message = "Redis restarted while this was in flight; send it again"
+        self.files.fail_inflight(ErrorCode.REDIS_UNAVAILABLE, message)
+        if self.recording is not None and not self.recording.ended.is_set():
+            self.recording.expire(time.monotonic(), -1.0, ErrorCode.REDIS_UNAVAILABLE, message)
 
     # --- client messages --------------------------------------------------------------
 
