@@ -69,6 +69,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except Exception:
             return _error(400, "invalid_message", "Body must be msgpack with 'audio' and 'reply_channel'")
         request_id = str(req.get("request_id") or uuid.uuid4().hex)
+        waiting = await asyncio.to_thread(queue.length)
+        if settings.max_queue_length > 0 and waiting >= settings.max_queue_length:
+            # Back-pressure rather than an unbounded queue: the client may retry shortly.
+            log.warning("queue_full", request_id=request_id, waiting=waiting)
+            message = f"The transcription queue is full ({waiting} jobs waiting); try again shortly"
+            return _error(429, "busy", message)
         log.info("audio_processing_started", request_id=request_id, bytes=len(audio))
         t0 = time.perf_counter()
         try:

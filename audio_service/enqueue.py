@@ -8,7 +8,7 @@ from rq import Queue
 from shared.codec import MsgpackSerializer
 from shared.config import Settings
 from shared.jobs import TRANSCRIBE_FUNC, TranscriptionJob
-from shared.redis_keys import QUEUE_FINAL, QUEUE_PARTIAL, stream_key, sync_client
+from shared.redis_keys import QUEUE_FINAL, QUEUE_PARTIAL, queue_key, stream_key, sync_client
 
 
 class JobQueue:
@@ -33,6 +33,13 @@ class JobQueue:
         pipe.hset(key, mapping=fields)
         pipe.expire(key, self._settings.job_ttl_s + self._settings.job_timeout_s)
         pipe.execute()
+
+    def length(self) -> int:
+        """Jobs waiting in Redis (both queues), for the ``S2T_MAX_QUEUE_LENGTH`` bound."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in (QUEUE_FINAL, QUEUE_PARTIAL):
+            pipe.llen(queue_key(name))
+        return int(sum(pipe.execute()))
 
     def partials_done(self, stream_id: str) -> int:
         """Seq of the last partial a worker finished or skipped for this stream."""

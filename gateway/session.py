@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.context import GatewayContext
 from gateway.files import FileJobs
 from gateway.model_loading import load_across_pool, validate_model_name
+from gateway.ratelimit import RateLimiter, Verdict
 from gateway.recording import Recording
 from shared import models, protocol
 from shared.heartbeats import live_workers
@@ -23,6 +24,9 @@ from shared.protocol import ErrorCode, ProtocolError
 from shared.redis_keys import new_reply_channel
 
 MAX_INFLIGHT_FILES = 5
+
+#: Policy violation: the client floods the connection.
+CLOSE_POLICY_VIOLATION = 1008
 
 
 class Session:
@@ -37,6 +41,7 @@ class Session:
         self.files = FileJobs(ctx, self.reply_channel, self.send, max_inflight=MAX_INFLIGHT_FILES)
         self.recording: Recording | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.limiter = RateLimiter(ctx.settings.rate_limit_per_minute, ctx.settings.rate_limit_grace)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -70,10 +75,46 @@ class Session:
                 return
             if message["type"] == "websocket.disconnect":
                 return
+            live_audio = message.get("bytes") is not None and self._recording_live()
+            verdict = Verdict.ALLOW if live_audio else await self._rate_verdict()
+            if verdict is Verdict.CLOSE:
+                return
+            if verdict is Verdict.REFUSE:
+                continue
             if message.get("text") is not None:
                 await self._on_text(message["text"])
             elif message.get("bytes") is not None:
                 await self._on_binary(message["bytes"])
+
+    def _recording_live(self) -> bool:
+        return self.recording is not None and not self.recording.ended.is_set()
+
+    async def _rate_verdict(self) -> Verdict:
+        """Apply the rate limit: a refused message is answered ``rate_limited`` (and not
+        parsed); on CLOSE the connection has been closed for flooding."""
+        verdict = self.limiter.check()
+        if verdict is Verdict.ALLOW:
+            return verdict
+        closing = verdict is Verdict.CLOSE
+        self.send(
+            protocol.error(
+                ErrorCode.RATE_LIMITED,
+                f"More than {self.settings.rate_limit_per_minute} messages in a minute; "
+                + ("the connection is closed" if closing else "this one was refused"),
+            )
+        )
+        if closing:
+            await self._close(CLOSE_POLICY_VIOLATION)
+        return verdict
+
+    async def _close(self, code: int) -> None:
+        """Close after the queued replies are out (bounded wait), so the client sees why."""
+        for _ in range(50):
+            if self.outbox.empty():
+                break
+            await asyncio.sleep(0.02)
+        with contextlib.suppress(Exception):
+            await self.ws.close(code)
 
     async def _send_forever(self) -> None:
         while True:
