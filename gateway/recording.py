@@ -87,7 +87,11 @@ class Recording:
                 f"The audio service is not reachable ({type(exc).__name__})",
             ) from exc
         if started.get("type") != "started":
-            raise ProtocolError(ErrorCode.INTERNAL_ERROR, str(started.get("message", "stream refused")))
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+            code = str(started.get("code") or "")  # e.g. ``busy``: the queue is full
+            known = ErrorCode(code) if code in ErrorCode._value2member_map_ else ErrorCode.INTERNAL_ERROR
+            raise ProtocolError(known, str(started.get("message", "stream refused")))
         self._reader = asyncio.create_task(self._read_audio_service())
         log.info("recording_started", stream_id=self.stream_id)
 

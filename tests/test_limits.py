@@ -149,6 +149,9 @@ def test_full_queue_answers_busy() -> None:
                         break
                 assert outcome[-1]["code"] == "busy" and outcome[-1]["request_id"] == request_id, outcome
                 assert len(outcome) >= 2  # one job waited before the refusal
+                send_json(ws, {"command": "start_real_recording", "language": "en", "format": "webm"})
+                refused = recv_json(ws, timeout=15)
+                assert refused["type"] == "error" and refused["code"] == "busy", refused
             response = httpx.post(
                 f"{running.base_url}/v1/audio/transcriptions",
                 files={"file": ("jfk.flac", fixture_bytes("jfk"))},
