@@ -162,7 +162,8 @@ class Fuzzer:
             try:
                 self.check_reply(recv_json(self.ws, timeout=3))
             except TimeoutError:
-                return
+                break
+        self.ws.close()
 
 
 def test_ws_survives_random_input(fuzzed: tuple[Services, Bystander]) -> None:

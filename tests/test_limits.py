@@ -162,3 +162,21 @@ def test_full_queue_answers_busy() -> None:
         finally:
             running.workers[0].send_signal(signal.SIGCONT)
             running.stop()
+
+
+def test_sixth_file_in_flight_is_busy(limited: Services) -> None:
+    """Back-pressure per connection: five files in flight, the sixth is refused ``busy``;
+    the five still complete."""
+    audio = fixture_bytes("jfk")
+    with connect(limited.ws_url, max_size=None) as ws:
+        for n in range(6):
+            send_json(ws, process_audio_message(audio, language="en", request_id=f"b{n}"))
+        complete, refused = set(), []
+        while len(complete) + len(refused) < 6:
+            message = recv_json(ws, timeout=120)
+            if message["type"] == "error":
+                refused.append(message)
+            elif message.get("message") == "Processing complete":
+                complete.add(message["request_id"])
+    assert [(m["code"], m["request_id"]) for m in refused] == [("busy", "b5")]
+    assert complete == {f"b{n}" for n in range(5)}
