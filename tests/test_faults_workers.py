@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 
@@ -16,12 +17,15 @@ from shared import codec
 from shared.redis_keys import INFLIGHT_KEY, worker_key
 from tests.conftest import private_redis
 from tests.helpers import (
+    chunk_stream,
     collect_until_complete,
     finals,
     fixture_bytes,
+    fixture_webm,
     manifest,
     process_audio_message,
     send_json,
+    stream_live,
     wer,
 )
 from tests.services import Services
@@ -104,3 +108,39 @@ def test_job_past_its_time_limit_is_reported_as_timeout(services: Services) -> N
     pieces = next(m["pieces"] for m in messages if m.get("message") == "Audio queued")
     assert len(errors) + len(finals(messages)) == pieces  # a short piece may finish in time
     assert services.workers[0].poll() is None
+
+
+@pytest.mark.parametrize("services", [2], indirect=True)
+def test_live_final_survives_its_worker_being_killed(services: Services) -> None:
+    """Live path: the worker transcribing an utterance's final (or its candidate) is
+    killed; the stream still ends with every final, in order, from the other worker."""
+    client = redis.Redis.from_url(services.redis_url)
+    duration = manifest()["jfk"]["duration_s"]
+    chunks = chunk_stream(fixture_webm("jfk"), duration)
+    killed: list[str] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + duration + 20
+        while not killed and time.monotonic() < deadline:
+            for job_id, raw in client.hgetall(INFLIGHT_KEY).items():
+                entry = codec.loads(raw)
+                if entry["job"]["kind"] in ("final", "candidate"):
+                    pid = codec.loads(client.get(worker_key(entry["worker"])) or codec.dumps({"pid": 0}))[
+                        "pid"
+                    ]
+                    if pid and client.hexists(INFLIGHT_KEY, job_id):
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(job_id.decode())
+                        return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    with connect(services.ws_url) as ws:
+        result = stream_live(ws, chunks, timeout=90)
+    thread.join(5)
+    assert killed, "no final was caught in flight"
+    errors = [m for m in result.messages if m.get("type") == "error"]
+    assert not errors, errors
+    text = " ".join(m["transcript"] for m in finals(result.messages))
+    assert wer(manifest()["jfk"]["reference"], text) < 0.3, result.messages
