@@ -22,7 +22,7 @@ from audio_service.enqueue import JobQueue
 from shared import codec, inflight, protocol
 from shared.codec import MsgpackSerializer
 from shared.jobs import TranscriptionJob
-from shared.redis_keys import INFLIGHT_KEY, WORKER_KEY_PREFIX, stream_key, worker_key
+from shared.redis_keys import INFLIGHT_KEY, WORKER_KEY_PREFIX, worker_key
 
 log = structlog.get_logger()
 
@@ -56,7 +56,7 @@ def _recover(queue: JobQueue, client: redis.Redis, entry: inflight.InflightEntry
     if routing.kind == "partial":
         # A partial is replaced by the next one anyway; only let the stream send it.
         if routing.stream_id is not None:
-            client.hset(stream_key(routing.stream_id), "done", routing.seq)
+            queue.mark_stream(routing.stream_id, done=routing.seq)  # keeps the key's expiry
         log.info("partial_lost", utterance_id=routing.utterance_id, worker_id=entry.worker_id)
         return
     if isinstance(payload, dict) and routing.attempt < max_retries and _any_worker(client):

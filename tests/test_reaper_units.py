@@ -97,4 +97,5 @@ def test_lost_partial_is_not_retried_but_frees_its_stream(queue: JobQueue) -> No
     queue.redis.lpop(queue_key(QUEUE_PARTIAL))
     assert reap_once(queue) == 1
     assert queue.redis.hget("s2t:stream:s", "done") == b"7"
+    assert queue.redis.ttl("s2t:stream:s") > 0
     assert queue.redis.llen(queue_key(QUEUE_PARTIAL)) == 0
