@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from audio_service.decoder import SAMPLE_RATE, DecodeError, decode
 from audio_service.enqueue import JobQueue
+from audio_service.reaper import reap_forever
 from audio_service.splitter import split
 from audio_service.streams import stream_endpoint
 from shared import codec, metrics
@@ -68,6 +70,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return _error(400, "invalid_message", "Body must be msgpack with 'audio' and 'reply_channel'")
         request_id = str(req.get("request_id") or uuid.uuid4().hex)
         structlog.contextvars.bind_contextvars(request_id=request_id)  # this request's task only
+        waiting = await asyncio.to_thread(queue.length)
+        if settings.max_queue_length > 0 and waiting >= settings.max_queue_length:
+            # Back-pressure rather than an unbounded queue: the client may retry shortly.
+            log.warning("queue_full", request_id=request_id, waiting=waiting)
+            message = f"The transcription queue is full ({waiting} jobs waiting); try again shortly"
+            return _error(429, "busy", message)
         log.info("audio_processing_started", request_id=request_id, bytes=len(audio))
         t0 = time.perf_counter()
         try:
@@ -137,7 +145,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Load the VAD model now, not inside the first user's request.
         await asyncio.to_thread(split, np.zeros(SAMPLE_RATE, dtype=np.float32), settings.max_piece_seconds)
-        yield
+        stop = threading.Event()
+        reaper = threading.Thread(target=reap_forever, args=(queue, stop), daemon=True, name="reaper")
+        reaper.start()
+        try:
+            yield
+        finally:
+            stop.set()
 
     app = Starlette(
         routes=[

@@ -8,7 +8,7 @@ from rq import Queue
 from shared.codec import MsgpackSerializer
 from shared.config import Settings
 from shared.jobs import TRANSCRIBE_FUNC, TranscriptionJob
-from shared.redis_keys import QUEUE_FINAL, QUEUE_PARTIAL, stream_key, sync_client
+from shared.redis_keys import QUEUE_FINAL, QUEUE_PARTIAL, queue_key, stream_key, sync_client
 
 
 class JobQueue:
@@ -34,13 +34,21 @@ class JobQueue:
         pipe.expire(key, self._settings.job_ttl_s + self._settings.job_timeout_s)
         pipe.execute()
 
+    def length(self) -> int:
+        """Jobs waiting in Redis (both queues), for the ``S2T_MAX_QUEUE_LENGTH`` bound."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in (QUEUE_FINAL, QUEUE_PARTIAL):
+            pipe.llen(queue_key(name))
+        return int(sum(pipe.execute()))
+
     def partials_done(self, stream_id: str) -> int:
         """Seq of the last partial a worker finished or skipped for this stream."""
         done = self.redis.hget(stream_key(stream_id), "done")
         return int(done) if done is not None else 0
 
-    def enqueue(self, jobs: list[TranscriptionJob]) -> None:
-        """Enqueue every piece of a request at once, so idle workers take them in parallel."""
+    def enqueue(self, jobs: list[TranscriptionJob], *, at_front: bool = False) -> None:
+        """Enqueue every piece of a request at once, so idle workers take them in parallel.
+        ``at_front``: a retry goes before newer work (its client has waited longest)."""
         for job in jobs:
             queue = self._queues["partial" if job.kind == "partial" else "final"]
             queue.enqueue_call(
@@ -51,4 +59,5 @@ class JobQueue:
                 result_ttl=0,  # results go over pub/sub; keep nothing
                 failure_ttl=60,  # failed records hold audio: keep them briefly
                 job_id=job.job_id,
+                at_front=at_front,
             )

@@ -220,6 +220,13 @@ async def stream_endpoint(ws: WebSocket) -> None:
         )
         await ws.close(1008)
         return
+    limit = state.settings.max_queue_length
+    if limit > 0 and (waiting := await asyncio.to_thread(state.queue.length)) >= limit:
+        # Same back-pressure as for files: refuse a new stream rather than queue without bound.
+        message = f"The transcription queue is full ({waiting} jobs waiting); try again shortly"
+        await ws.send_json({"type": "error", "code": "busy", "message": message})
+        await ws.close(1013)
+        return
     await LiveStream(ws, state.queue, state.settings, config).run()
     with contextlib.suppress(Exception):
         await ws.close()

@@ -152,6 +152,14 @@ class FileJobs:
                     self.emit(message)
                 self._finish(pending)
 
+    def fail_inflight(self, code: ErrorCode, message: str) -> None:
+        """Answer every queued, unanswered piece with an error now: after a Redis outage
+        their jobs or replies may be gone, and a client must not wait for them."""
+        for pending in [p for p in self.pending.values() if p.count is not None]:
+            for reply in pending.expire(code, message):
+                self.emit(reply)
+            self._finish(pending)
+
     async def aclose(self) -> None:
         for task in list(self._tasks):
             task.cancel()

@@ -40,19 +40,20 @@ class PendingRequest:
     def done(self) -> bool:
         return self.count is not None and self.next_index >= self.count
 
-    def expire(self) -> list[dict[str, Any]]:
-        """Past the deadline: every piece not yet answered gets a ``timeout`` error."""
+    def expire(
+        self,
+        code: protocol.ErrorCode = protocol.ErrorCode.TIMEOUT,
+        message: str = "No result arrived in time for this piece",
+    ) -> list[dict[str, Any]]:
+        """Past the deadline: every piece not yet answered gets a ``timeout`` error (or
+        ``code``: e.g. ``redis_unavailable`` when its reply may have been lost)."""
         count = self.count if self.count is not None else max(len(self.utterance_ids), self.next_index + 1)
         out = []
         for index in range(self.next_index, count):
             utterance_id = self.utterance_ids[index] if index < len(self.utterance_ids) else None
             self._buffer.setdefault(
                 index,
-                protocol.error(
-                    protocol.ErrorCode.TIMEOUT,
-                    "No result arrived in time for this piece",
-                    utterance_id=utterance_id,
-                ),
+                protocol.error(code, message, utterance_id=utterance_id),
             )
         self.count = count
         out.extend(self.add({}))

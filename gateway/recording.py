@@ -89,7 +89,11 @@ class Recording:
                 f"The audio service is not reachable ({type(exc).__name__})",
             ) from exc
         if started.get("type") != "started":
-            raise ProtocolError(ErrorCode.INTERNAL_ERROR, str(started.get("message", "stream refused")))
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+            code = str(started.get("code") or "")  # e.g. ``busy``: the queue is full
+            known = ErrorCode(code) if code in ErrorCode._value2member_map_ else ErrorCode.INTERNAL_ERROR
+            raise ProtocolError(known, str(started.get("message", "stream refused")))
         self._reader = asyncio.create_task(self._read_audio_service())
         log.info("recording_started", stream_id=self.stream_id)
 
@@ -224,16 +228,18 @@ class Recording:
             self.emit(protocol.status("Recording stopped", recording=False, model=self.model))
             log.info("recording_stopped", stream_id=self.stream_id, finals=self._next_final)
 
-    def expire(self, now: float, max_wait_s: float) -> None:
+    def expire(
+        self,
+        now: float,
+        max_wait_s: float,
+        code: ErrorCode = ErrorCode.TIMEOUT,
+        message: str = "No result arrived in time",
+    ) -> None:
         """A final queued long ago with no answer (its worker vanished) becomes an error,
-        so a stop always completes."""
+        so a stop always completes. ``max_wait_s < 0`` fails every queued final now."""
         for index, queued_at in sorted(self._queued.items()):
             if index == self._next_final and now - queued_at > max_wait_s and index not in self._buffered:
                 self._settle(
                     index,
-                    protocol.error(
-                        ErrorCode.TIMEOUT,
-                        "No result arrived in time",
-                        utterance_id=f"{self.stream_id}-u{index}",
-                    ),
+                    protocol.error(code, message, utterance_id=f"{self.stream_id}-u{index}"),
                 )

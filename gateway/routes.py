@@ -147,7 +147,7 @@ async def api_load_model(request: Request) -> JSONResponse:
     try:
         body = json.loads(await request.body() or b"{}")
         name = body.get("model_name") or body.get("model") if isinstance(body, dict) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
         name = None
     if not isinstance(name, str) or not name:
         return JSONResponse({"code": "missing_field", "message": "Body must be JSON with 'model_name'"}, 400)

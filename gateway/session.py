@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.context import GatewayContext
 from gateway.files import FileJobs
 from gateway.model_loading import load_across_pool, validate_model_name
+from gateway.ratelimit import RateLimiter, Verdict
 from gateway.recording import Recording
 from shared import metrics, models, protocol
 from shared.heartbeats import live_workers
@@ -23,6 +24,9 @@ from shared.protocol import ErrorCode, ProtocolError
 from shared.redis_keys import new_reply_channel
 
 MAX_INFLIGHT_FILES = 5
+
+#: Policy violation: the client floods the connection.
+CLOSE_POLICY_VIOLATION = 1008
 
 
 class Session:
@@ -37,18 +41,22 @@ class Session:
         self.files = FileJobs(ctx, self.reply_channel, self.send, max_inflight=MAX_INFLIGHT_FILES)
         self.recording: Recording | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.limiter = RateLimiter(ctx.settings.rate_limit_per_minute, ctx.settings.rate_limit_grace)
 
     # --- lifecycle -----------------------------------------------------------------
 
     async def run(self) -> None:
         await self.ctx.router.register(self.reply_channel, self._on_reply)
+        self.ctx.router.add_listener(self._on_redis_state)
         background = [
             asyncio.create_task(self._send_forever()),
             asyncio.create_task(self.files.watch_deadlines()),
+            asyncio.create_task(self._watch_recording()),
         ]
         try:
             await self._receive_forever()
         finally:
+            self.ctx.router.remove_listener(self._on_redis_state)
             await self.ctx.router.unregister(self.reply_channel)
             if self.recording is not None:
                 await self.recording.close()
@@ -67,10 +75,46 @@ class Session:
                 return
             if message["type"] == "websocket.disconnect":
                 return
+            live_audio = message.get("bytes") is not None and self._recording_live()
+            verdict = Verdict.ALLOW if live_audio else await self._rate_verdict()
+            if verdict is Verdict.CLOSE:
+                return
+            if verdict is Verdict.REFUSE:
+                continue
             if message.get("text") is not None:
                 await self._on_text(message["text"])
             elif message.get("bytes") is not None:
                 await self._on_binary(message["bytes"])
+
+    def _recording_live(self) -> bool:
+        return self.recording is not None and not self.recording.ended.is_set()
+
+    async def _rate_verdict(self) -> Verdict:
+        """Apply the rate limit: a refused message is answered ``rate_limited`` (and not
+        parsed); on CLOSE the connection has been closed for flooding."""
+        verdict = self.limiter.check()
+        if verdict is Verdict.ALLOW:
+            return verdict
+        closing = verdict is Verdict.CLOSE
+        self.send(
+            protocol.error(
+                ErrorCode.RATE_LIMITED,
+                f"More than {self.settings.rate_limit_per_minute} messages in a minute; "
+                + ("the connection is closed" if closing else "this one was refused"),
+            )
+        )
+        if closing:
+            await self._close(CLOSE_POLICY_VIOLATION)
+        return verdict
+
+    async def _close(self, code: int) -> None:
+        """Close after the queued replies are out (bounded wait), so the client sees why."""
+        for _ in range(50):
+            if self.outbox.empty():
+                break
+            await asyncio.sleep(0.02)
+        with contextlib.suppress(Exception):
+            await self.ws.close(code)
 
     async def _send_forever(self) -> None:
         while True:
@@ -93,6 +137,17 @@ class Session:
         if self.recording is not None and self.recording.on_reply(reply):
             return
         self.files.on_reply(reply)  # late replies to finished requests are dropped there
+
+    def _on_redis_state(self, state: str) -> None:
+        """Tell the client while Redis is away; once back, answer what was in flight with
+        an error (replies published meanwhile are lost), so nothing waits forever."""
+        self.send(protocol.status(state, redis=state == "reconnected", model=self.model))
+        if state != "reconnected":
+            return
+        message = "Redis restarted while this was in flight; send it again"
+        self.files.fail_inflight(ErrorCode.REDIS_UNAVAILABLE, message)
+        if self.recording is not None and not self.recording.ended.is_set():
+            self.recording.expire(time.monotonic(), -1.0, ErrorCode.REDIS_UNAVAILABLE, message)
 
     # --- client messages --------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import structlog
 from starlette.websockets import WebSocket
 
 from gateway.context import GatewayContext
+from gateway.origins import origin_allowed
 from gateway.session import Session
 from shared import protocol
 
@@ -13,10 +14,18 @@ log = structlog.get_logger()
 
 #: "Try again later": the server is at its connection limit.
 CLOSE_TRY_AGAIN_LATER = 1013
+#: A page from a foreign origin (refused before the handshake completes: HTTP 403).
+CLOSE_POLICY_VIOLATION = 1008
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     ctx: GatewayContext = websocket.app.state.ctx
+    if not origin_allowed(
+        websocket.headers.get("origin"), websocket.headers.get("host"), ctx.settings.origins()
+    ):
+        log.warning("origin_refused", origin=websocket.headers.get("origin"))
+        await websocket.close(CLOSE_POLICY_VIOLATION)  # before accept: HTTP 403 at the handshake
+        return
     await websocket.accept()
     if ctx.connections >= ctx.settings.max_clients:
         await websocket.send_json(

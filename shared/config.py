@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     job_timeout_s: int = 60
     job_ttl_s: int = 600
     max_clients: int = 50
-    rate_limit_per_minute: int = 100
+    rate_limit_per_minute: int = 100  # client messages per connection; 0: no limit
+    rate_limit_grace: int = 20  # refusals within a minute before the connection is closed (1008)
+    max_queue_length: int = 1000  # jobs waiting in Redis; beyond it new files get ``busy`` (429)
 
     # Worker /metrics + /health (one port per worker process; `up` picks a free one each)
     worker_metrics_host: str = "127.0.0.1"

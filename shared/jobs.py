@@ -43,6 +43,7 @@ class TranscriptionJob:
     seq: int = 0  # order of this job among its stream's jobs
     temperature: float | None = None  # None or 0: the model's fallback schedule
     word_timestamps: bool = False  # add per-word timings to the reply's segments
+    attempt: int = 0  # retries so far after the worker holding it died (audio_service/reaper.py)
     enqueued_at: float = field(default_factory=time.time)
 
     def to_wire(self) -> dict[str, Any]:
@@ -59,8 +60,10 @@ class TranscriptionJob:
 
     @property
     def job_id(self) -> str:
-        """Unique per job: a stream's partials share their utterance's id, so add the seq."""
-        return self.utterance_id if self.kind == "final" else f"{self.utterance_id}-{self.kind[0]}{self.seq}"
+        """Unique per job: a stream's partials share their utterance's id, so add the seq;
+        a retry gets its own id so it never collides with the dead attempt's RQ record."""
+        base = self.utterance_id if self.kind == "final" else f"{self.utterance_id}-{self.kind[0]}{self.seq}"
+        return f"{base}-r{self.attempt}" if self.attempt else base
 
     def routing(self, worker_id: str | None = None) -> dict[str, Any]:
         return {

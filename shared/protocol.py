@@ -43,6 +43,9 @@ class ErrorCode(StrEnum):
     TRANSCRIPTION_FAILED = "transcription_failed"
     AUDIO_SERVICE_UNAVAILABLE = "audio_service_unavailable"
     INTERNAL_ERROR = "internal_error"
+    WORKER_LOST = "worker_lost"
+    RATE_LIMITED = "rate_limited"
+    REDIS_UNAVAILABLE = "redis_unavailable"
 
 
 class ProtocolError(Exception):

@@ -28,6 +28,12 @@ WORKER_KEY_PREFIX = f"{PREFIX}:worker:"
 WORKER_HEARTBEAT_TTL_S = 15
 
 
+#: Hash of jobs being transcribed right now: RQ job id -> msgpack of the worker that
+#: took it and the job's routing fields (never its audio). The audio service's reaper
+#: retries or reports the entries whose worker's heartbeat has gone (see audio_service/reaper.py).
+INFLIGHT_KEY = f"{PREFIX}:inflight"
+
+
 def new_reply_channel() -> str:
     return f"{PREFIX}:reply:{secrets.token_urlsafe(24)}"
 

@@ -38,9 +38,14 @@ def answers(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def start_redis(port: int | None = None, *, preexec_fn=None) -> tuple[subprocess.Popen[bytes], str]:  # type: ignore[no-untyped-def]
-    """Start a private, memory-only Redis on loopback; return the process and its URL."""
+def start_redis(  # type: ignore[no-untyped-def]
+    port: int | None = None, *, preexec_fn=None, password: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a private, memory-only Redis on loopback; return the process and its URL.
+    With ``password`` it requires AUTH (``--requirepass``); the URL returned carries no
+    password, which clients pass separately (``S2T_REDIS_PASSWORD``)."""
     port = port or free_port()
+    auth = ["--requirepass", password] if password else []
     proc = subprocess.Popen(
         [
             redis_server_binary(),
@@ -56,13 +61,15 @@ def start_redis(port: int | None = None, *, preexec_fn=None) -> tuple[subprocess
             "yes",
             "--loglevel",
             "warning",
+            *auth,
         ],
         stdout=subprocess.DEVNULL,
         preexec_fn=preexec_fn,
     )
     url = f"redis://127.0.0.1:{port}/0"
+    check_url = f"redis://:{password}@127.0.0.1:{port}/0" if password else url
     deadline = time.monotonic() + 10
-    while not answers(url, 0.2):
+    while not answers(check_url, 0.2):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError(f"redis-server did not start on port {port}")

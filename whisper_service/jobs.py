@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 import structlog
+from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from audio_service.decoder import SAMPLE_RATE
 from audio_service.splitter import speech_regions
-from shared import metrics, protocol
+from shared import inflight, metrics, protocol
 from shared.jobs import TranscriptionJob
 from shared.models import ModelUnavailableError, UnknownModelError, UnsupportedRequestError, check_request
 from shared.redis_keys import stream_key
@@ -38,13 +39,18 @@ def _handle(ctx: context.WorkerContext, job: TranscriptionJob) -> None:
         _partial_done(ctx, job)
         return  # nobody wants it: a newer job exists, or the client has gone
     ctx.info.busy = True
+    rq_job = get_current_job()
+    if rq_job is not None:  # if this process dies now, the reaper retries the job elsewhere
+        inflight.claim(ctx.redis, rq_job.id, ctx.info.id, rq_job.origin, job)
     try:
         reply = _run(ctx, job)
+        metrics.JOBS.labels(kind=job.kind, outcome="error" if reply.get("type") == "error" else "ok").inc()
+        ctx.publish(job.reply_channel, {**reply, **job.routing(ctx.info.id)})
     finally:
         ctx.info.busy = False
         ctx.info.jobs_done += 1
-    metrics.JOBS.labels(kind=job.kind, outcome="error" if reply.get("type") == "error" else "ok").inc()
-    ctx.publish(job.reply_channel, {**reply, **job.routing(ctx.info.id)})
+        if rq_job is not None:
+            inflight.release(ctx.redis, rq_job.id)
     _partial_done(ctx, job)
 
 
