@@ -3,6 +3,7 @@ real workers, real tiny.en."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -120,6 +121,16 @@ def _audio_service(stack: Stack) -> psutil.Process:
     raise AssertionError("audio service process not found")
 
 
+def _live_ffmpeg(audio: psutil.Process) -> list[psutil.Process]:
+    """The audio service's running ffmpeg children (a zombie has ended, just not been reaped)."""
+    running = []
+    for child in audio.children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if child.status() != psutil.STATUS_ZOMBIE and "ffmpeg" in child.name():
+                running.append(child)
+    return running
+
+
 def test_client_leaving_mid_stream_leaves_nothing_behind(stack: Stack) -> None:
     chunks = chunk_stream(fixture_webm("osr_us_000_0034"), manifest()["osr_us_000_0034"]["duration_s"])
     audio = _audio_service(stack)
@@ -129,11 +140,11 @@ def test_client_leaving_mid_stream_leaves_nothing_behind(stack: Stack) -> None:
         for chunk in chunks[:40]:  # 10 s of speech, then the tab is closed
             ws.send(chunk)
         deadline = time.monotonic() + 10
-        while not any("ffmpeg" in " ".join(c.cmdline()) for c in audio.children()):
+        while not _live_ffmpeg(audio):
             assert time.monotonic() < deadline, "no ffmpeg decoder was started for the stream"
             time.sleep(0.1)
     deadline = time.monotonic() + 10
-    while any("ffmpeg" in " ".join(c.cmdline()) for c in audio.children()):
+    while _live_ffmpeg(audio):
         assert time.monotonic() < deadline, "the stream's ffmpeg outlived its client"
         time.sleep(0.1)
     client = redis.Redis.from_url(stack.redis_url)
