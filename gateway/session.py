@@ -180,7 +180,7 @@ class Session:
             case protocol.StartRecording():
                 await self._start_recording(msg)
             case protocol.StopRecording():
-                if self.recording is None:
+                if self.recording is None or self.recording.ended.is_set():  # nothing to flush
                     self.send(protocol.status("Recording stopped", recording=False, model=self.model))
                 else:
                     await self.recording.stop()
@@ -210,6 +210,8 @@ class Session:
             models.check_request(model, spec.multilingual, language, msg.task)
         except models.UnsupportedRequestError as exc:
             raise ProtocolError(ErrorCode(exc.code), str(exc)) from None
+        if self.recording is not None:  # the previous, finished one: release its connection
+            await self.recording.close()
         recording = Recording(
             self.ctx,
             self.reply_channel,

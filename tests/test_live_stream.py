@@ -152,3 +152,17 @@ def test_client_leaving_mid_stream_leaves_nothing_behind(stack: Stack) -> None:
     while client.hget(stream_key(stream_id), "cancelled") is None:
         assert time.monotonic() < deadline, "the stream was not marked cancelled for the workers"
         time.sleep(0.1)
+
+
+def test_stop_twice_and_record_again_on_one_connection(stack: Stack) -> None:
+    chunks = chunk_stream(fixture_webm("jfk"), manifest()["jfk"]["duration_s"])[:12]
+    with connect(stack.ws_url, max_size=None) as ws:
+        first = stream_live(ws, chunks, speed=4.0)
+        assert first.messages[-1]["recording"] is False
+        send_json(ws, {"command": "stop_recording"})  # nothing left to flush: answered at once
+        assert recv_json(ws, timeout=10)["recording"] is False
+        second = stream_live(ws, chunks, speed=4.0)
+        assert finals(second.messages), second.messages
+        assert {m["utterance_id"] for m in finals(first.messages)}.isdisjoint(
+            m["utterance_id"] for m in finals(second.messages)
+        )
