@@ -46,8 +46,9 @@ def _decode_hints(req: dict[str, Any]) -> dict[str, Any]:
         hints["prompt"] = req["prompt"]
     if isinstance(req.get("temperature"), int | float) and not isinstance(req["temperature"], bool):
         hints["temperature"] = float(req["temperature"])
-    if isinstance(req.get("word_timestamps"), bool):
-        hints["word_timestamps"] = req["word_timestamps"]
+    for flag in ("word_timestamps", "trim_segments"):
+        if isinstance(req.get(flag), bool):
+            hints[flag] = req[flag]
     return hints
 
 

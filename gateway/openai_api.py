@@ -64,8 +64,9 @@ class AudioRequest:
         """Options for the model. Word timings only when asked for: in faster-whisper they
         also change where decoding resumes, which can make the model decode the silence
         after the last word ("Thank you."). Segment times are trimmed to the speech by the
-        worker instead (see ``whisper_service.jobs``)."""
-        hints: dict[str, Any] = {"word_timestamps": self.words}
+        worker instead (see ``whisper_service.jobs``): subtitles need cues that end when
+        the speaking does."""
+        hints: dict[str, Any] = {"word_timestamps": self.words, "trim_segments": True}
         if self.prompt:
             hints["prompt"] = self.prompt
         if self.temperature is not None:

@@ -43,6 +43,7 @@ class TranscriptionJob:
     seq: int = 0  # order of this job among its stream's jobs
     temperature: float | None = None  # None or 0: the model's fallback schedule
     word_timestamps: bool = False  # add per-word timings to the reply's segments
+    trim_segments: bool = False  # snap segment times to the speech (subtitles); costs a VAD pass
     attempt: int = 0  # retries so far after the worker holding it died (audio_service/reaper.py)
     enqueued_at: float = field(default_factory=time.time)
 

@@ -122,11 +122,12 @@ def _audio_service(stack: Stack) -> psutil.Process:
 
 
 def _live_ffmpeg(audio: psutil.Process) -> list[psutil.Process]:
-    """The audio service's running ffmpeg children (a zombie has ended, just not been reaped)."""
+    """The audio service's running live-stream decoders (flushing per packet; the spare
+    file decoder does not), a zombie counting as ended."""
     running = []
     for child in audio.children():
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if child.status() != psutil.STATUS_ZOMBIE and "ffmpeg" in child.name():
+        with contextlib.suppress(psutil.Error):
+            if child.status() != psutil.STATUS_ZOMBIE and "-flush_packets" in child.cmdline():
                 running.append(child)
     return running
 

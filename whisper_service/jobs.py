@@ -125,9 +125,10 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
         rtf=round(took / max(job.duration_s, 1e-6), 3),
     )
     kept = filters.clean(result.segments)
-    # Word timings already place segments on the words; otherwise snap them to the speech.
-    # Live utterances carry their own times from the stream's speech detector.
-    wants_spans = job.kind == "final" and job.stream_id is None and not job.word_timestamps
+    # Word timings already place segments on the words; otherwise, where the client wants
+    # subtitle-grade times (the /v1 API), snap them to the speech. Live utterances carry
+    # their own times from the stream's speech detector.
+    wants_spans = job.trim_segments and job.kind == "final" and not job.word_timestamps
     spans = speech_spans(audio) if wants_spans else []
     segments = [_segment(s, job.offset_s, job.duration_s, spans) for s in kept]
     start = segments[0]["start"] if segments else job.offset_s
