@@ -60,4 +60,7 @@ class JobQueue:
                 failure_ttl=60,  # failed records hold audio: keep them briefly
                 job_id=job.job_id,
                 at_front=at_front,
+                # RQ would otherwise describe the job by the repr of its arguments: the
+                # audio. That costs milliseconds per job and puts audio bytes in logs.
+                description=f"transcribe {job.job_id}",
             )

@@ -46,7 +46,11 @@ def run_worker(settings: Settings) -> None:
     # RQ raises the socket timeout above its blocking pop; a fresh client has no pooled
     # connection that still carries the short default.
     worker = SimpleWorker(
-        list(QUEUES), connection=sync_client(settings), serializer=MsgpackSerializer, name=ctx.info.id
+        list(QUEUES),
+        connection=sync_client(settings),
+        serializer=MsgpackSerializer,
+        name=ctx.info.id,
+        log_job_description=False,
     )
     try:
         worker.work(with_scheduler=False, logging_level="WARNING")
