@@ -17,9 +17,9 @@ from typing import Any
 import structlog
 
 from gateway.context import GatewayContext
-from gateway.model_loading import validate_model_name
+from gateway.model_loading import validate_request
 from gateway.pending import PendingRequest
-from shared import models, protocol
+from shared import protocol
 from shared.protocol import ErrorCode, ProtocolError
 
 log = structlog.get_logger()
@@ -53,11 +53,7 @@ class FileJobs:
         in the background; results arrive through ``emit``. ``hints`` (``prompt``,
         ``temperature``, ``word_timestamps``) travel with every piece to the model."""
         try:
-            spec = validate_model_name(model)
-            language = protocol.normalize_language(language)
-            models.check_request(model, spec.multilingual, language, task, spec.languages)
-        except models.UnsupportedRequestError as exc:
-            raise ProtocolError(ErrorCode(exc.code), str(exc), request_id=client_request_id) from None
+            language = validate_request(model, language, task)
         except ProtocolError as exc:
             exc.request_id = client_request_id
             raise

@@ -25,6 +25,19 @@ def validate_model_name(name: str) -> models.ModelSpec:
         raise ProtocolError(ErrorCode.UNKNOWN_MODEL, str(exc)) from None
 
 
+def validate_request(model: str, language: str | None, task: str) -> str | None:
+    """Check a transcription request before any audio is taken; return the language to use
+    (None: detect). Files and live recordings both go through here, so a model that cannot
+    do what was asked is refused the same way on either path."""
+    spec = validate_model_name(model)
+    language = protocol.normalize_language(language)
+    try:
+        models.check_request(model, spec.multilingual, language, task, spec.languages)
+    except models.UnsupportedRequestError as exc:
+        raise ProtocolError(ErrorCode(exc.code), str(exc)) from None
+    return language
+
+
 async def load_across_pool(
     ctx: GatewayContext, name: str, progress: Progress | None = None
 ) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.context import GatewayContext
 from gateway.files import FileJobs
-from gateway.model_loading import load_across_pool, validate_model_name
+from gateway.model_loading import load_across_pool, validate_model_name, validate_request
 from gateway.ratelimit import RateLimiter, Verdict
 from gateway.recording import Recording
-from shared import metrics, models, protocol
+from shared import metrics, protocol
 from shared.heartbeats import live_workers
 from shared.protocol import ErrorCode, ProtocolError
 from shared.redis_keys import new_reply_channel
@@ -204,12 +204,7 @@ class Session:
         if self.recording is not None and not self.recording.ended.is_set():
             raise ProtocolError(ErrorCode.ALREADY_RECORDING, "A recording is already running; stop it first")
         model = msg.model or self.model
-        language = protocol.normalize_language(msg.language)
-        spec = validate_model_name(model)
-        try:
-            models.check_request(model, spec.multilingual, language, msg.task)
-        except models.UnsupportedRequestError as exc:
-            raise ProtocolError(ErrorCode(exc.code), str(exc)) from None
+        language = validate_request(model, msg.language, msg.task)
         if self.recording is not None:  # the previous, finished one: release its connection
             await self.recording.close()
         recording = Recording(

@@ -61,6 +61,14 @@ CASES = {
         _send_msg(process_audio_message(b"RIFF", model="tiny.en", language="de")),
         "unsupported_language",
     ),
+    "recording_german_on_english_model": (
+        _send_msg({"command": "start_real_recording", "language": "de", "model": "tiny.en"}),
+        "unsupported_language",
+    ),
+    "recording_language_the_model_lacks": (
+        _send_msg({"command": "start_real_recording", "language": "xx", "model": "base"}),
+        "unsupported_language",
+    ),
     "bad_task": (_send_msg(process_audio_message(b"RIFF", task="summarize")), "invalid_field"),
 }
 
