@@ -67,14 +67,6 @@ class Segmenter:
         self._candidate_for = -1  # the speech end the last candidate covered
         self._count = 0
 
-    @property
-    def in_utterance(self) -> bool:
-        return bool(self._utterance)
-
-    @property
-    def utterances_started(self) -> int:
-        return self._count
-
     def feed(self, pcm: np.ndarray) -> list[Utterance]:
         """Take int16 samples; return partials and finals that are now due, in order."""
         o = self.options

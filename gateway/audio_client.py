@@ -45,12 +45,6 @@ class AudioServiceClient:
             raise ProtocolError(ErrorCode(code) if known else ErrorCode.INTERNAL_ERROR, message)
         return SubmittedFile(data["request_id"], float(data["duration_s"]), list(data["pieces"]))
 
-    async def healthy(self) -> bool:
-        try:
-            return (await self._http.get("/health", timeout=2.0)).status_code == 200
-        except httpx.HTTPError:
-            return False
-
 
 def _json(response: httpx.Response) -> dict[str, Any]:
     try:

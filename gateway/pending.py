@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import protocol
-from shared.jobs import ROUTING_FIELDS
+from shared.jobs import client_view
 
 
 @dataclass
@@ -60,7 +60,7 @@ class PendingRequest:
         return out
 
     def _client_message(self, reply: dict[str, Any]) -> dict[str, Any]:
-        message = {k: v for k, v in reply.items() if k not in ROUTING_FIELDS}
+        message = client_view(reply)
         if self.client_request_id is not None:
             message["request_id"] = self.client_request_id
         if message.get("type") == "transcript":

@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection
 
 from gateway.context import GatewayContext
 from shared import metrics, protocol
-from shared.jobs import ROUTING_FIELDS
+from shared.jobs import client_view
 from shared.protocol import ErrorCode, ProtocolError
 
 log = structlog.get_logger()
@@ -167,7 +167,7 @@ class Recording:
             return False
         index = int(reply.get("index", 0))
         seq = int(reply.get("seq", 0))
-        message = {k: v for k, v in reply.items() if k not in ROUTING_FIELDS}
+        message = client_view(reply)
         enqueued_at = reply.get("enqueued_at")
         if isinstance(enqueued_at, int | float):
             message["latency_ms"] = max(0, round((time.time() - enqueued_at) * 1000))

@@ -20,6 +20,12 @@ TRANSCRIBE_FUNC = "whisper_service.jobs.transcribe"
 #: (``worker_id`` is kept: it tells a client which replica of the pool answered).
 ROUTING_FIELDS = ("request_id", "index", "count", "kind", "seq", "enqueued_at")
 
+
+def client_view(reply: dict[str, Any]) -> dict[str, Any]:
+    """A worker reply as a client may see it: the routing fields removed."""
+    return {k: v for k, v in reply.items() if k not in ROUTING_FIELDS}
+
+
 #: ``candidate``: a live utterance's probable final, sent while its pause is being confirmed.
 JobKind = Literal["final", "partial", "candidate"]
 
