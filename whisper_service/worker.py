@@ -2,14 +2,20 @@
 
 RQ's SimpleWorker runs each job in this process (no fork per job), so the model
 loaded here serves every job. Finals are listed before partials, and RQ always
-pops from the first non-empty queue, which is how finals outrank partials.
+pops from the first non-empty queue, which is how finals outrank partials. The job
+function may take more waiting jobs (finals first) to decode with the one RQ started
+(``S2T_BATCH_SIZE``, see :mod:`whisper_service.gather` and :mod:`whisper_service.jobs`).
 """
 
 from __future__ import annotations
 
 import threading
+from types import FrameType
 
+import redis
+import structlog
 from rq import SimpleWorker
+from tenacity import retry, retry_if_exception_type, wait_exponential
 
 from shared.codec import MsgpackSerializer
 from shared.config import Settings
@@ -19,6 +25,43 @@ from shared.redis_keys import QUEUES, sync_client
 from whisper_service import context, control, status_server
 
 HEARTBEAT_INTERVAL_S = 5.0
+REDIS_WAIT_MAX_S = 10.0
+
+
+class _Worker(SimpleWorker):
+    """Remembers a shutdown signal, so that :func:`_work_until_stopped` can tell a
+    requested stop from RQ giving up: RQ leaves its loop on any Redis error outside its
+    blocking pop (a job's bookkeeping, the heartbeat after it), and a worker must
+    outlive a Redis restart, not die with it."""
+
+    stopping = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        super().request_stop(signum, frame)
+
+
+@retry(
+    retry=retry_if_exception_type(redis.exceptions.RedisError),
+    wait=wait_exponential(multiplier=0.5, max=REDIS_WAIT_MAX_S),
+)
+def _rejoin(worker: _Worker) -> None:
+    """Once Redis answers again, mark the previous run dead so RQ accepts the name anew."""
+    worker.connection.ping()
+    worker.register_death()
+
+
+def _work_until_stopped(worker: _Worker) -> None:
+    log = structlog.get_logger()
+    while True:
+        try:
+            worker.work(with_scheduler=False, logging_level="WARNING")
+        except redis.exceptions.RedisError as exc:  # raised by RQ's own teardown
+            log.warning("worker_loop_redis_error", error=str(exc))
+        if worker.stopping:
+            return
+        log.warning("worker_loop_restarting", worker_id=worker.name)
+        _rejoin(worker)
 
 
 def _heartbeat_forever(ctx: context.WorkerContext, stop: threading.Event) -> None:
@@ -45,7 +88,7 @@ def run_worker(settings: Settings) -> None:
     threading.Thread(target=control.listen_forever, args=(ctx, stop), daemon=True, name="control").start()
     # RQ raises the socket timeout above its blocking pop; a fresh client has no pooled
     # connection that still carries the short default.
-    worker = SimpleWorker(
+    worker = _Worker(
         list(QUEUES),
         connection=sync_client(settings),
         serializer=MsgpackSerializer,
@@ -53,7 +96,7 @@ def run_worker(settings: Settings) -> None:
         log_job_description=False,
     )
     try:
-        worker.work(with_scheduler=False, logging_level="WARNING")
+        _work_until_stopped(worker)
     finally:
         stop.set()
         remove_heartbeat(client, ctx.info.id)
