@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import structlog
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from audio_service.decoder import SAMPLE_RATE, DecodeError, decode
+from audio_service.decoder import SAMPLE_RATE, DecodeError, decode, refill_spare
 from audio_service.enqueue import JobQueue
 from audio_service.reaper import reap_forever
 from audio_service.splitter import split
@@ -84,7 +85,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except DecodeError as exc:
             log.info("audio_rejected", request_id=request_id, code=exc.code)
             status = 413 if exc.code == "audio_too_long" else 422
-            return _error(status, exc.code, exc.message)
+            rejected = _error(status, exc.code, exc.message)
+            rejected.background = BackgroundTask(refill_spare)
+            return rejected
         decode_s = time.perf_counter() - t0
         metrics.DECODE_DURATION.observe(decode_s)
         metrics.AUDIO_DECODED.labels(mode="file").inc(decoded.duration_s)
@@ -130,7 +133,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     }
                     for j in jobs
                 ],
-            }
+            },
+            # The next file's ffmpeg starts once this answer is on its way.
+            background=BackgroundTask(refill_spare),
         )
 
     async def health(_: Request) -> JSONResponse:

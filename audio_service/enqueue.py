@@ -9,15 +9,16 @@ from shared.codec import MsgpackSerializer
 from shared.config import Settings
 from shared.jobs import TRANSCRIBE_FUNC, TranscriptionJob
 from shared.redis_keys import QUEUE_FINAL, QUEUE_PARTIAL, queue_key, stream_key, sync_client
+from shared.rq_job import UncompressedJob
 
 
 class JobQueue:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, connection: redis.Redis | None = None) -> None:
         self._settings = settings
-        connection = sync_client(settings)
+        connection = connection if connection is not None else sync_client(settings)
         self._queues = {
-            "final": Queue(QUEUE_FINAL, connection=connection, serializer=MsgpackSerializer),
-            "partial": Queue(QUEUE_PARTIAL, connection=connection, serializer=MsgpackSerializer),
+            name: Queue(queue, connection=connection, serializer=MsgpackSerializer, job_class=UncompressedJob)
+            for name, queue in (("final", QUEUE_FINAL), ("partial", QUEUE_PARTIAL))
         }
 
     @property

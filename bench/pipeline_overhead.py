@@ -22,7 +22,7 @@ from tqdm import tqdm
 from websockets.sync.client import connect
 
 from audio_service.decoder import decode
-from bench.common import machine, service, write_report
+from bench.common import machine, print_table, service, write_report
 from shared.config import cpu_count
 from tests.helpers import (
     collect_until_complete,
@@ -74,6 +74,12 @@ def run(ws_url: str, fixtures: list[str], runs: int, model: str, workers: int) -
     return rows
 
 
+COLUMNS = [
+    ("fixture", "fixture", 18), ("audio s", "audio_s", 9), ("in-process s", "in_process_s", 14),
+    ("through /ws s", "end_to_end_s", 15), ("ratio", "ratio", 8), ("WER", "wer", 7),
+]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,12 +96,7 @@ def main() -> None:
     with service(args.server, workers=args.workers, env={"S2T_MODEL": args.model}) as ws_url:
         rows = run(ws_url, fixtures, args.runs, args.model, args.workers)
     print(f"machine: {machine()}; model {args.model}; {args.workers} worker(s); median of {args.runs} runs")
-    print(f"{'fixture':<18}{'audio s':>9}{'in-process s':>14}{'through /ws s':>15}{'ratio':>8}{'WER':>7}")
-    for r in rows:
-        print(
-            f"{r['fixture']:<18}{r['audio_s']:>9}{r['in_process_s']:>14}{r['end_to_end_s']:>15}"
-            f"{r['ratio']:>8}{r['wer']:>7}"
-        )
+    print_table(rows, COLUMNS)
     write_report(args.json, rows, model=args.model, workers=args.workers)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
 
-from audio_service.decoder import DecodeError, decode
+from audio_service.decoder import DecodedAudio, DecodeError, decode, refill_spare
 from audio_service.splitter import split
 from tests.helpers import ffmpeg_convert, fixture_bytes, manifest
 
@@ -52,3 +53,25 @@ async def test_long_recording_split_at_pauses_into_pieces_of_at_most_30s() -> No
     for a, b in itertools.pairwise(pieces):
         around = audio[a.end - 800 : b.start + 800]
         assert float(abs(around).max()) < 0.5 * loud
+
+
+async def test_overlapping_decodes_leave_one_spare_ffmpeg() -> None:
+    """Many files decoded at once must not strand idle ffmpeg processes (each ~40 MB):
+    after the burst only the one spare waiting for the next file may remain."""
+    psutil = pytest.importorskip("psutil")
+
+    def ffmpeg_children() -> set[int]:
+        return {c.pid for c in psutil.Process().children() if "ffmpeg" in c.name()}
+
+    before = ffmpeg_children()  # spares of earlier tests' event loops may still wait
+    flac = fixture_bytes("jfk")
+
+    async def one_file() -> DecodedAudio:  # as the audio service does: decode, answer, refill
+        decoded = await decode(flac, max_seconds=60)
+        await refill_spare()
+        return decoded
+
+    results = await asyncio.gather(*(one_file() for _ in range(12)))
+    assert all(abs(r.duration_s - 11.0) < 0.1 for r in results)
+    await asyncio.sleep(0.5)  # let the last spare start
+    assert len(ffmpeg_children() - before) <= 1
