@@ -145,6 +145,12 @@ MODEL_LOAD_DURATION = Histogram(
 MODELS_LOADED = Gauge(
     "s2t_worker_models_loaded", "Models resident in this worker's memory", registry=WORKER_REGISTRY
 )
+BATCH_SIZE = Histogram(
+    "s2t_worker_batch_size",
+    "Jobs transcribed together in one model call (1: the job ran alone)",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+    registry=WORKER_REGISTRY,
+)
 WORKER_BUSY = Gauge("s2t_worker_busy", "1 while this worker runs a job", registry=WORKER_REGISTRY)
 
 

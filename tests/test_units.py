@@ -128,3 +128,12 @@ async def test_heartbeats_show_live_workers_only() -> None:
     workers = await live_workers(client)
     assert [w.id for w in workers] == ["w1"] and workers[0].models == ["tiny.en"]
     assert sync.ttl("s2t:worker:w1") > 0
+
+
+def test_batching_defaults_to_on_for_a_gpu_and_off_for_a_cpu() -> None:
+    """Auto batching: on a CPU a batch made live finals wait twice as long (README)."""
+    from shared.config import Settings
+
+    assert Settings(batch_size=0).effective_batch_size("cpu") == 1
+    assert Settings(batch_size=0).effective_batch_size("cuda") == 8
+    assert Settings(batch_size=4).effective_batch_size("cpu") == 4

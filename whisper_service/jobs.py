@@ -1,12 +1,24 @@
-"""The RQ job function: one piece of audio in, one reply out on the job's reply channel.
+"""The RQ job function: pieces of audio in, one reply per piece on its reply channel.
 
-Whatever goes wrong, the reply is sent (an ``error`` carrying the ``utterance_id``),
-so the client is never left waiting for an utterance that silently vanished.
+Whatever goes wrong, every piece gets its reply (an ``error`` carrying its
+``utterance_id``), so no client is left waiting for an utterance that silently vanished.
+
+RQ starts one job; when ``S2T_BATCH_SIZE`` > 1 and the backend can decode batches,
+the job function takes the jobs already waiting for the same model
+(:mod:`whisper_service.gather`) and transcribes them together with it. Each job of a
+batch goes through the same steps as a job alone: superseded check, in-flight claim
+for the reaper, its own decode options, its own reply, its own metrics. With nothing
+waiting (or ``S2T_BATCH_SIZE=1``) a job takes exactly the one-by-one path.
+
+The batch runs under RQ's time limit for the job that started it (SIGALRM in this
+process); when it fires, every job of the batch not yet answered gets ``timeout``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,38 +32,132 @@ from shared import inflight, metrics, protocol
 from shared.jobs import TranscriptionJob
 from shared.models import ModelUnavailableError, UnknownModelError, UnsupportedRequestError, check_request
 from shared.redis_keys import stream_key
-from whisper_service import context, filters
-from whisper_service.backends import DecodeOptions, Segment
+from whisper_service import context, filters, gather
+from whisper_service.backends import DecodeOptions, Segment, Transcriber, Transcription
 
 log = structlog.get_logger()
 
 
 def transcribe(payload: dict[str, Any]) -> None:
     job = TranscriptionJob.from_wire(payload)
+    ctx = context.current()
+    rq_job = get_current_job()
+    lead = gather.Taken(job, rq_job.id if rq_job else None, rq_job.origin if rq_job else None)
     # Every log line of this job carries the ids the gateway and audio service logged too.
     with structlog.contextvars.bound_contextvars(request_id=job.request_id, utterance_id=job.utterance_id):
-        _handle(context.current(), job)
+        if job.stream_id is not None and _superseded(ctx, job):
+            _skip(ctx, lead)
+            return  # nobody wants it: a newer job exists, or the client has gone
+    _claim(ctx, lead)
+    _handle(ctx, [lead, *_more(ctx, job)])
 
 
-def _handle(ctx: context.WorkerContext, job: TranscriptionJob) -> None:
-    if job.stream_id is not None and _superseded(ctx, job):
-        metrics.JOBS.labels(kind=job.kind, outcome="skipped").inc()
-        _partial_done(ctx, job)
-        return  # nobody wants it: a newer job exists, or the client has gone
-    ctx.info.busy = True
-    rq_job = get_current_job()
-    if rq_job is not None:  # if this process dies now, the reaper retries the job elsewhere
-        inflight.claim(ctx.redis, rq_job.id, ctx.info.id, rq_job.origin, job)
+def _claim(ctx: context.WorkerContext, taken: gather.Taken) -> None:
+    """If this process dies from now on, the reaper retries the job elsewhere."""
+    if taken.rq_id is not None:
+        inflight.claim(ctx.redis, taken.rq_id, ctx.info.id, taken.queue or "", taken.job)
+
+
+def _more(ctx: context.WorkerContext, job: TranscriptionJob) -> list[gather.Taken]:
+    """Jobs waiting now that can share this job's model call; none when batching is off or
+    the model's backend decodes one piece at a time (openai-whisper)."""
+    if ctx.settings.batch_size == 1:
+        return []
     try:
-        reply = _run(ctx, job)
-        metrics.JOBS.labels(kind=job.kind, outcome="error" if reply.get("type") == "error" else "ok").inc()
-        ctx.publish(job.reply_channel, {**reply, **job.routing(ctx.info.id)})
+        transcriber, _ = ctx.models.get(job.model)
+    except Exception:
+        return []  # this job gets its error reply; the waiting ones stay queued
+    limit = ctx.settings.effective_batch_size(getattr(transcriber, "device", "cpu"))
+    if limit <= 1 or not hasattr(transcriber, "transcribe_batch"):
+        return []
+
+    def accept(extra: gather.Taken) -> bool:
+        _claim(ctx, extra)  # at once, before anything else can go wrong
+        if extra.job.stream_id is not None and _superseded(ctx, extra.job):
+            _skip(ctx, extra)
+            return False
+        return True
+
+    return gather.gather(ctx.redis, job.model, limit - 1, accept)
+
+
+def _skip(ctx: context.WorkerContext, taken: gather.Taken) -> None:
+    metrics.JOBS.labels(kind=taken.job.kind, outcome="skipped").inc()
+    _partial_done(ctx, taken.job)
+    _release(ctx, taken)
+
+
+def _release(ctx: context.WorkerContext, taken: gather.Taken) -> None:
+    if taken.rq_id is not None:
+        inflight.release(ctx.redis, taken.rq_id)
+    gather.done(ctx.redis, taken)
+
+
+@dataclass
+class _Prepared:
+    index: int  # in the batch
+    taken: gather.Taken
+    transcriber: Transcriber
+    options: DecodeOptions
+    audio: np.ndarray
+
+
+def _handle(ctx: context.WorkerContext, batch: list[gather.Taken]) -> None:
+    ctx.info.busy = True
+    metrics.BATCH_SIZE.observe(len(batch))
+    started = time.perf_counter()
+    replies: dict[int, dict[str, Any]] = {}
+    prepared: list[_Prepared] = []
+    try:
+        for i, taken in enumerate(batch):
+            try:
+                prepared.append(_prepare(ctx, i, taken))
+            except JobTimeoutException:
+                raise
+            except Exception as exc:
+                replies[i] = _error_reply(ctx, taken.job, exc)
+        results = _decode(prepared)
+        took = time.perf_counter() - started
+        for item, result in zip(prepared, results, strict=True):
+            i = item.index
+            with structlog.contextvars.bound_contextvars(
+                request_id=item.taken.job.request_id, utterance_id=item.taken.job.utterance_id
+            ):
+                if isinstance(result, Exception):
+                    replies[i] = _error_reply(ctx, item.taken.job, result)
+                else:
+                    replies[i] = _transcript_reply(item, result, took, len(batch))
+    except JobTimeoutException as exc:  # RQ's limit for the job that started the batch
+        for i, taken in enumerate(batch):
+            replies.setdefault(i, _error_reply(ctx, taken.job, exc))
     finally:
         ctx.info.busy = False
-        ctx.info.jobs_done += 1
-        if rq_job is not None:
-            inflight.release(ctx.redis, rq_job.id)
-    _partial_done(ctx, job)
+        _answer(ctx, batch, replies)
+
+
+def _answer(
+    ctx: context.WorkerContext, batch: list[gather.Taken], replies: dict[int, dict[str, Any]]
+) -> None:
+    """Publish every job's reply; a failure to publish one (Redis gone) does not stop the
+    others, and is raised afterwards so that RQ records the job as failed, as it did alone."""
+    failed: Exception | None = None
+    for i, taken in enumerate(batch):
+        job = taken.job
+        reply = replies.get(i) or _error_reply(ctx, job, RuntimeError("no reply"))
+        try:
+            outcome = "error" if reply.get("type") == "error" else "ok"
+            metrics.JOBS.labels(kind=job.kind, outcome=outcome).inc()
+            ctx.publish(job.reply_channel, {**reply, **job.routing(ctx.info.id)})
+        except Exception as exc:
+            log.warning("reply_failed", utterance_id=job.utterance_id, error=repr(exc)[:200])
+            failed = failed or exc
+        finally:
+            ctx.info.jobs_done += 1
+            with contextlib.suppress(Exception):  # Redis gone: the publish error is raised below
+                _release(ctx, taken)
+                _partial_done(ctx, job)
+    if failed is not None:
+        raise failed
 
 
 def _superseded(ctx: context.WorkerContext, job: TranscriptionJob) -> bool:
@@ -73,46 +179,74 @@ def _partial_done(ctx: context.WorkerContext, job: TranscriptionJob) -> None:
         ctx.redis.hset(stream_key(job.stream_id), "done", job.seq)
 
 
-def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
-    started = time.perf_counter()
-    queue_wait_s = time.time() - job.enqueued_at
-    try:
-        transcriber, load_s = ctx.models.get(job.model)
-        if load_s:
-            ctx.announce()
-        options = DecodeOptions(
-            language=job.language,
-            task=job.task,
-            beam_size=ctx.settings.partial_beam_size if job.kind == "partial" else ctx.settings.beam_size,
-            without_timestamps=job.stream_id is not None,  # live: the utterance has its own times
-            initial_prompt=job.prompt,
-            word_timestamps=job.word_timestamps,
-            temperature=job.temperature,
-        )
-        check_request(
-            transcriber.name, transcriber.multilingual, options.language, options.task, transcriber.languages
-        )
-        audio = np.frombuffer(job.pcm, dtype="<i2").astype(np.float32) / 32768.0
-        result = transcriber.transcribe(audio, options)
-    except JobTimeoutException:
+def _prepare(ctx: context.WorkerContext, index: int, taken: gather.Taken) -> _Prepared:
+    """The model, decode options and audio of one job; raises what makes it an error reply."""
+    job = taken.job
+    transcriber, load_s = ctx.models.get(job.model)
+    if load_s:
+        ctx.announce()
+    live = job.stream_id is not None
+    options = DecodeOptions(
+        language=job.language,
+        task=job.task,
+        beam_size=ctx.settings.partial_beam_size if job.kind == "partial" else ctx.settings.beam_size,
+        without_timestamps=live,  # live: the utterance has its own times
+        initial_prompt=job.prompt,
+        word_timestamps=job.word_timestamps,
+        temperature=job.temperature,
+    )
+    check_request(
+        transcriber.name, transcriber.multilingual, options.language, options.task, transcriber.languages
+    )
+    audio = np.frombuffer(job.pcm, dtype="<i2").astype(np.float32) / 32768.0
+    return _Prepared(index, taken, transcriber, options, audio)
+
+
+def _decode(prepared: list[_Prepared]) -> list[Transcription | Exception]:
+    """One model call for the whole batch where the backend can; one job at a time otherwise
+    (and always for a single job: today's path, unchanged)."""
+    if len(prepared) > 1 and all(p.transcriber is prepared[0].transcriber for p in prepared):
+        batched = getattr(prepared[0].transcriber, "transcribe_batch", None)
+        if batched is not None:
+            # RQ's time limit ends the whole batch; any other failure is one job's own.
+            results: list[Transcription | Exception] = batched(
+                [(p.audio, p.options) for p in prepared], reraise=(JobTimeoutException,)
+            )
+            return results
+    out: list[Transcription | Exception] = []
+    for p in prepared:
+        try:
+            out.append(p.transcriber.transcribe(p.audio, p.options))
+        except JobTimeoutException:
+            raise
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+def _error_reply(ctx: context.WorkerContext, job: TranscriptionJob, exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, JobTimeoutException):
         log.warning("transcription_timeout", utterance_id=job.utterance_id)
         return protocol.error(
             protocol.ErrorCode.TIMEOUT,
             f"Transcription took longer than {ctx.settings.job_timeout_s} s",
             utterance_id=job.utterance_id,
         )
-    except UnsupportedRequestError as exc:
+    if isinstance(exc, UnsupportedRequestError):
         return protocol.error(exc.code, str(exc), utterance_id=job.utterance_id)
-    except (UnknownModelError, ModelUnavailableError) as exc:
+    if isinstance(exc, UnknownModelError | ModelUnavailableError):
         return protocol.error(protocol.ErrorCode.MODEL_UNAVAILABLE, str(exc), utterance_id=job.utterance_id)
-    except Exception as exc:
-        log.exception("transcription_failed", utterance_id=job.utterance_id)
-        return protocol.error(
-            protocol.ErrorCode.TRANSCRIPTION_FAILED,
-            f"Transcription failed ({type(exc).__name__})",
-            utterance_id=job.utterance_id,
-        )
-    took = time.perf_counter() - started
+    log.error("transcription_failed", utterance_id=job.utterance_id, exc_info=exc)
+    return protocol.error(
+        protocol.ErrorCode.TRANSCRIPTION_FAILED,
+        f"Transcription failed ({type(exc).__name__})",
+        utterance_id=job.utterance_id,
+    )
+
+
+def _transcript_reply(item: _Prepared, result: Transcription, took: float, batch_size: int) -> dict[str, Any]:
+    """``took`` is the time until this job's result was there: the whole batch's model time."""
+    job, transcriber, audio = item.taken.job, item.transcriber, item.audio
     metrics.record_transcription(job.model, job.duration_s, took)
     log.info(
         "transcription_completed",
@@ -121,8 +255,9 @@ def _run(ctx: context.WorkerContext, job: TranscriptionJob) -> dict[str, Any]:
         model=job.model,
         audio_s=round(job.duration_s, 3),
         took_s=round(took, 3),
-        queue_wait_ms=round(queue_wait_s * 1000, 1),
+        queue_wait_ms=round((time.time() - job.enqueued_at) * 1000 - took * 1000, 1),
         rtf=round(took / max(job.duration_s, 1e-6), 3),
+        batch_size=batch_size,
     )
     kept = filters.clean(result.segments)
     # Word timings already place segments on the words; otherwise, where the client wants

@@ -4,6 +4,7 @@ a :class:`Transcriber` turns 16 kHz float audio into a :class:`Transcription`, a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -59,6 +60,22 @@ class Transcriber(Protocol):
     languages: tuple[str, ...]  # codes it accepts; ("en",) for English-only models
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcription: ...
+
+
+class BatchTranscriber(Transcriber, Protocol):
+    """A backend that can also decode several pieces in one model call (faster-whisper).
+    The worker batches only with backends that have it; others take jobs one by one."""
+
+    def transcribe_batch(
+        self,
+        items: Sequence[tuple[np.ndarray, DecodeOptions]],
+        *,
+        reraise: tuple[type[BaseException], ...] = (),
+    ) -> list[Transcription | Exception]:
+        """Each piece's result, or the exception that piece raised, at its index; the text
+        equals :meth:`transcribe` on each piece alone. ``reraise``: exception types that end
+        the whole batch (the worker's time limit) instead of failing one piece."""
+        ...
 
 
 def load_transcriber(name: str, *, device: str, compute_type: str, cpu_threads: int) -> Transcriber:
