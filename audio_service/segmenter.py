@@ -7,6 +7,8 @@ marked as speech ever becomes an utterance: silence and noise never reach the mo
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,7 +22,7 @@ from audio_service.vad import WINDOW, StreamingVad
 class SegmenterOptions:
     threshold: float = 0.5  # speech starts when a window's probability reaches this
     neg_threshold: float = 0.35  # ...and counts as pause below this
-    pause_s: float = 0.5  # a pause this long ends the utterance
+    pause_s: float = 0.5  # a pause this long ends the utterance (inf: only flush ends one)
     max_utterance_s: float = 20.0  # longer speech is cut here (and goes on in a new utterance)
     min_speech_s: float = 0.25  # less speech than this in an utterance is noise, dropped
     preroll_s: float = 0.3  # audio kept before speech onset (soft onsets, plosives)
@@ -50,6 +52,22 @@ class Utterance:
         return self.kind == "final"
 
 
+@dataclass(frozen=True)
+class SpeechEvent:
+    """Speech began or ended in the stream (OpenAI Realtime's ``speech_started`` /
+    ``speech_stopped``). ``sample`` is in the stream's 16 kHz timeline: for a start it
+    includes the pre-roll, for a stop the kept tail. ``kept`` is False when a stop ends
+    an utterance too short to transcribe (or a cleared one): no final follows it."""
+
+    kind: Literal["speech_started", "speech_stopped"]
+    index: int  # the utterance number this speech has (or would have had)
+    sample: int
+    kept: bool = True
+
+
+Event = Utterance | SpeechEvent
+
+
 class Segmenter:
     def __init__(self, options: SegmenterOptions | None = None) -> None:
         self.options = options or SegmenterOptions()
@@ -69,18 +87,27 @@ class Segmenter:
 
     def feed(self, pcm: np.ndarray) -> list[Utterance]:
         """Take int16 samples; return partials and finals that are now due, in order."""
+        return [e for e in self.feed_events(pcm) if isinstance(e, Utterance)]
+
+    def flush(self) -> list[Utterance]:
+        """End of stream: the open utterance becomes final."""
+        return [e for e in self.flush_events() if isinstance(e, Utterance)]
+
+    def feed_events(self, pcm: np.ndarray) -> list[Event]:
+        """As :meth:`feed`, with the speech starts and stops interleaved in stream order."""
         o = self.options
-        out: list[Utterance] = []
+        out: list[Event] = []
         self._history = np.concatenate([self._history, pcm])
         probs = self._vad(pcm.astype(np.float32) / 32768.0)
-        pause = int(o.pause_s * SAMPLE_RATE)
+        ends_on_pause = math.isfinite(o.pause_s)
+        pause = int(o.pause_s * SAMPLE_RATE) if ends_on_pause else sys.maxsize
         for prob in probs:
             w_start = self._scored
             self._scored += WINDOW
             window = self._history[w_start - self._history_start : self._scored - self._history_start]
             if not self._utterance:
                 if prob >= o.threshold:
-                    self._begin(w_start)
+                    out.append(self._begin(w_start))
                 continue
             self._append(window)
             if prob >= o.threshold:
@@ -92,7 +119,7 @@ class Segmenter:
             tail = int(o.tail_s * SAMPLE_RATE)
             if self._silence_run >= pause:
                 out.extend(self._end(self._last_speech_end + tail))
-            elif self._silence_run >= tail and self._candidate_for != self._last_speech_end:
+            elif ends_on_pause and self._silence_run >= tail and self._candidate_for != self._last_speech_end:
                 self._candidate_for = self._last_speech_end
                 if self._speech_windows * WINDOW >= o.min_speech_s * SAMPLE_RATE:
                     out.append(self._snapshot("candidate", end=self._last_speech_end + tail))
@@ -107,13 +134,24 @@ class Segmenter:
         self._trim_history()
         return out
 
-    def flush(self) -> list[Utterance]:
-        """End of stream: the open utterance becomes final."""
+    def flush_events(self) -> list[Event]:
+        """End of stream (or a client's commit): the open utterance becomes final."""
         return self._end(self._utt_start + self._utt_len) if self._utterance else []
+
+    def clear(self) -> SpeechEvent | None:
+        """Drop the open utterance unsent (a client's ``input_audio_buffer.clear``); the
+        speech detector keeps its state, so speech going on starts a new utterance."""
+        if not self._utterance:
+            return None
+        event = SpeechEvent("speech_stopped", self._count, self._scored, kept=False)
+        self._utterance = []
+        self._utt_len = 0
+        self._candidate_for = -1
+        return event
 
     # --- internals -------------------------------------------------------------------
 
-    def _begin(self, speech_start: int) -> None:
+    def _begin(self, speech_start: int) -> SpeechEvent:
         start = max(self._history_start, speech_start - int(self.options.preroll_s * SAMPLE_RATE))
         self._utterance = [
             self._history[start - self._history_start : self._scored - self._history_start].copy()
@@ -124,6 +162,7 @@ class Segmenter:
         self._silence_run = 0
         self._last_speech_end = self._scored
         self._last_partial_len = 0
+        return SpeechEvent("speech_started", self._count, start)
 
     def _append(self, window: np.ndarray) -> None:
         self._utterance.append(window.copy())
@@ -144,11 +183,13 @@ class Segmenter:
             confirms_candidate=confirms,
         )
 
-    def _end(self, end: int, continues: bool = False) -> list[Utterance]:
+    def _end(self, end: int, continues: bool = False) -> list[Event]:
         enough = self._speech_windows * WINDOW >= self.options.min_speech_s * SAMPLE_RATE
         confirms = self._candidate_for == self._last_speech_end and not continues
-        result = [self._snapshot("final", end=end, confirms=confirms)] if enough else []
+        stopped = SpeechEvent("speech_stopped", self._count, end, kept=enough)
+        result: list[Event] = [stopped]
         if enough:
+            result.append(self._snapshot("final", end=end, confirms=confirms))
             self._count += 1
         self._utterance = []
         self._utt_len = 0
@@ -159,6 +200,7 @@ class Segmenter:
             self._silence_run = 0
             self._last_speech_end = end
             self._last_partial_len = 0
+            result.append(SpeechEvent("speech_started", self._count, end))
         self._candidate_for = -1
         return result
 

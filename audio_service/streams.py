@@ -3,13 +3,21 @@
 Internal protocol (gateway <-> audio service):
 
 - gateway: first a JSON text frame ``{"stream_id", "reply_channel", "language", "task",
-  "model", "format"}``; then binary frames, the next bytes of one encoded stream; then
-  ``{"type": "stop"}``.
+  "model", "format"}`` (optional: ``"prompt"``; ``"vad": {"threshold", "pause_s",
+  "preroll_s"}`` with ``pause_s: null`` meaning utterances end only on ``commit``;
+  ``"speech_events": true``); then binary frames, the next bytes of one encoded stream; then
+  ``{"type": "stop"}``. A raw ``format`` (see :mod:`audio_service.pcm_input`) skips ffmpeg.
+  Mid-stream, applied at their place in the audio: ``{"type": "commit"}`` (end the open
+  utterance now), ``{"type": "clear"}`` (drop it unsent), ``{"type": "configure", ...}``
+  (new ``language``/``model``/``prompt``/``vad``/``format`` for what follows).
 - audio service: ``{"type": "started"}``; ``{"type": "final_queued", "utterance_id",
   "index", "seq", "start", "end"}`` for each finished utterance, ``seq`` naming the job
   whose result is its final (a confirmed candidate's, or a final job's);
   ``{"type": "stopped", "finals": N}`` once the stream is flushed; ``{"type": "error",
-  "code", "message"}`` when the audio cannot be decoded.
+  "code", "message"}`` when the audio cannot be decoded. With ``speech_events``:
+  ``{"type": "speech_started" | "speech_stopped", "index", "audio_ms", "kept"}`` (stream
+  time in ms), ``{"type": "cleared", "index", "seq"}`` (results of that utterance up to
+  ``seq`` are void) and ``{"type": "commit_empty"}`` (a commit found no speech).
 
 The gateway's connection closing without ``stop`` means the client has gone: ffmpeg is
 killed and the stream is marked cancelled so workers skip its queued jobs.
@@ -19,6 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
+import math
 import time
 from typing import Any
 
@@ -26,12 +37,14 @@ import numpy as np
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from audio_service.decoder import SAMPLE_RATE
 from audio_service.enqueue import JobQueue
-from audio_service.segmenter import Segmenter, SegmenterOptions, Utterance
+from audio_service.pcm_input import RAW_FORMATS, PcmDecoder, StreamControl
+from audio_service.segmenter import Event, Segmenter, SegmenterOptions, SpeechEvent, Utterance
 from audio_service.stream_decoder import StreamDecoder
 from shared import metrics
 from shared.config import Settings
-from shared.jobs import TranscriptionJob
+from shared.jobs import TranscriptionJob, live_utterance_id
 
 log = structlog.get_logger()
 
@@ -51,21 +64,40 @@ class LiveStream:
         self.task = str(config.get("task") or "transcribe")
         self.model = str(config.get("model") or settings.model)
         self.format = config.get("format")
-        self.segmenter = Segmenter(
-            SegmenterOptions(
-                pause_s=settings.vad_pause_s,
-                max_utterance_s=settings.max_utterance_s,
-                partial_every_s=settings.partial_interval_s,
-            )
-        )
+        self.prompt: str | None = config.get("prompt") or None
+        self.speech_events = bool(config.get("speech_events"))
+        self.segmenter = Segmenter(self._segmenter_options(config.get("vad")))
         self.seq = 0
         self.finals = 0
         self._candidate: tuple[int, int] | None = None  # (utterance index, job seq) awaiting its pause
         self._last_partial: tuple[int, float] = (0, 0.0)  # (job seq, when enqueued)
         self.samples = 0
 
+    def _segmenter_options(self, vad: dict[str, Any] | None) -> SegmenterOptions:
+        """The deployment's settings, overridden per stream by a client's turn detection."""
+        options = SegmenterOptions(
+            pause_s=self.settings.vad_pause_s,
+            max_utterance_s=self.settings.max_utterance_s,
+            partial_every_s=self.settings.partial_interval_s,
+        )
+        if not isinstance(vad, dict):
+            return options
+        threshold = float(vad.get("threshold") or options.threshold)
+        pause = vad.get("pause_s", options.pause_s)
+        return dataclasses.replace(
+            options,
+            threshold=threshold,
+            neg_threshold=max(0.01, threshold - 0.15),  # Silero's own hysteresis
+            pause_s=math.inf if pause is None else float(pause),
+            preroll_s=float(vad.get("preroll_s", options.preroll_s)),
+        )
+
     async def run(self) -> None:
-        decoder = await StreamDecoder.start(self.format)
+        decoder: StreamDecoder | PcmDecoder
+        if self.format in RAW_FORMATS:
+            decoder = await PcmDecoder.start(str(self.format))
+        else:
+            decoder = await StreamDecoder.start(self.format)
         await self.ws.send_json({"type": "started"})
         structlog.contextvars.bind_contextvars(request_id=self.stream_id)  # this stream's task only
         metrics.ACTIVE_STREAMS.inc()
@@ -90,13 +122,13 @@ class LiveStream:
             log.info(
                 "stream_ended",
                 stream_id=self.stream_id,
-                audio_s=round(self.samples / 16000, 2),
+                audio_s=round(self.samples / SAMPLE_RATE, 2),
                 finals=self.finals,
                 cancelled=not stopped_cleanly,
             )
 
-    async def _receive(self, decoder: StreamDecoder) -> bool:
-        """Forward bytes to ffmpeg until ``stop`` (True) or the gateway goes away (False)."""
+    async def _receive(self, decoder: StreamDecoder | PcmDecoder) -> bool:
+        """Forward bytes to the decoder until ``stop`` (True) or the gateway goes away (False)."""
         while True:
             try:
                 message = await self.ws.receive()
@@ -107,19 +139,62 @@ class LiveStream:
             if message.get("bytes"):
                 if not await decoder.feed(message["bytes"]):
                     return True  # ffmpeg gave up on the input; the pump reports why
-            elif message.get("text") and '"stop"' in message["text"]:
-                return True
+            elif message.get("text"):
+                try:
+                    command = json.loads(message["text"])
+                    kind = str(command.get("type"))
+                except (ValueError, AttributeError):
+                    continue
+                if kind == "stop":
+                    return True
+                if kind in ("commit", "clear", "configure"):
+                    control = StreamControl(kind, command)
+                    if isinstance(decoder, PcmDecoder):
+                        decoder.control(control)  # applied behind the audio already fed
+                    else:
+                        await self._control(control)  # ffmpeg holds no audio worth ordering against
 
-    async def _pump_pcm(self, decoder: StreamDecoder) -> None:
+    async def _control(self, control: StreamControl) -> None:
+        if control.kind == "commit":
+            events = self.segmenter.flush_events()
+            if not any(isinstance(e, Utterance) for e in events):
+                await self._send({"type": "commit_empty"})
+            await self._dispatch(events)
+        elif control.kind == "clear":
+            stopped = self.segmenter.clear()
+            if stopped is not None:
+                await self._void(stopped.index)
+        elif control.kind == "configure":
+            settings = control.settings
+            self.language = settings.get("language", self.language)
+            self.model = str(settings.get("model") or self.model)
+            self.prompt = settings.get("prompt", self.prompt) or None
+            self.format = settings.get("format", self.format)
+            if "vad" in settings:
+                self.segmenter.options = self._segmenter_options(settings["vad"])
+
+    async def _void(self, index: int) -> None:
+        """A cleared utterance: skip its queued partial and candidate, tell the gateway."""
+        fields: dict[str, int] = {"latest": self.seq + 1}
+        if self._candidate is not None:
+            fields[f"revoked:{self._candidate[1]}"] = 1
+            self._candidate = None
+        await asyncio.to_thread(self.queue.mark_stream, self.stream_id, **fields)
+        await self._send({"type": "cleared", "index": index, "seq": self.seq})
+
+    async def _pump_pcm(self, decoder: StreamDecoder | PcmDecoder) -> None:
         leftover = b""
         while chunk := await decoder.read():
+            if isinstance(chunk, StreamControl):
+                await self._control(chunk)
+                continue
             data = leftover + chunk
             cut = len(data) - len(data) % 2
             leftover = data[cut:]
             pcm = np.frombuffer(data[:cut], dtype="<i2")
             self.samples += len(pcm)
-            metrics.AUDIO_DECODED.labels(mode="live").inc(len(pcm) / 16000)
-            await self._dispatch(self.segmenter.feed(pcm))
+            metrics.AUDIO_DECODED.labels(mode="live").inc(len(pcm) / SAMPLE_RATE)
+            await self._dispatch(self.segmenter.feed_events(pcm))
         failure = await decoder.failure()
         if failure and self.samples == 0:
             await self._send(
@@ -129,12 +204,23 @@ class LiveStream:
                     "message": f"Could not decode the stream ({failure})",
                 }
             )
-        await self._dispatch(self.segmenter.flush())
+        await self._dispatch(self.segmenter.flush_events())
         await self._send({"type": "stopped", "finals": self.finals})
 
-    async def _dispatch(self, utterances: list[Utterance]) -> None:
-        for utterance in utterances:
-            await self._dispatch_one(utterance)
+    async def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, SpeechEvent):
+                if self.speech_events:
+                    await self._send(
+                        {
+                            "type": event.kind,
+                            "index": event.index,
+                            "audio_ms": event.sample * 1000 // SAMPLE_RATE,
+                            "kept": event.kept,
+                        }
+                    )
+            else:
+                await self._dispatch_one(event)
 
     async def _dispatch_one(self, utterance: Utterance) -> None:
         """Partials are paced by the workers (a new one only when the last is done);
@@ -169,7 +255,7 @@ class LiveStream:
             await self._send(
                 {
                     "type": "final_queued",
-                    "utterance_id": f"{self.stream_id}-u{utterance.index}",
+                    "utterance_id": live_utterance_id(self.stream_id, utterance.index),
                     "index": utterance.index,
                     "seq": seq,
                     "start": utterance.start_s,
@@ -186,7 +272,7 @@ class LiveStream:
     def _job(self, utterance: Utterance) -> TranscriptionJob:
         self.seq += 1
         return TranscriptionJob(
-            utterance_id=f"{self.stream_id}-u{utterance.index}",
+            utterance_id=live_utterance_id(self.stream_id, utterance.index),
             reply_channel=self.reply_channel,
             pcm=utterance.audio.astype("<i2").tobytes(),
             model=self.model,
@@ -198,6 +284,7 @@ class LiveStream:
             index=utterance.index,
             count=0,
             offset_s=utterance.start_s,
+            prompt=self.prompt,
             stream_id=self.stream_id,
             seq=self.seq,
         )

@@ -17,6 +17,7 @@ from gateway.auth import APIKeyMiddleware
 from gateway.context import GatewayContext
 from gateway.openai_api import OpenAIAudioAPI
 from gateway.openai_errors import http_exception_handler
+from gateway.realtime.session import realtime_endpoint
 from gateway.replies import ReplyRouter
 from gateway.ws import websocket_endpoint
 from shared.config import Settings, get_settings
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/api/languages", routes.api_languages),
             Route("/api/load-model", routes.api_load_model, methods=["POST"]),
             WebSocketRoute("/ws", websocket_endpoint),
+            WebSocketRoute("/v1/realtime", realtime_endpoint),
             *OpenAIAudioAPI().routes(),
         ],
         middleware=_auth_middleware(settings),

@@ -22,12 +22,15 @@ from websockets.asyncio.client import ClientConnection
 
 from gateway.context import GatewayContext
 from shared import metrics, protocol
-from shared.jobs import client_view
+from shared.jobs import client_view, live_utterance_id
 from shared.protocol import ErrorCode, ProtocolError
 
 log = structlog.get_logger()
 
 Emit = Callable[[dict[str, Any]], None]
+
+#: Audio-service events a protocol adapter (``/v1/realtime``) may want beside the results.
+STREAM_EVENTS = ("speech_started", "speech_stopped", "cleared", "commit_empty", "final_queued")
 
 
 def stream_url(audio_service_url: str) -> str:
@@ -48,10 +51,16 @@ class Recording:
         task: str,
         model: str,
         fmt: str | None,
+        options: dict[str, Any] | None = None,
+        on_stream_event: Emit | None = None,
     ) -> None:
+        """``options``: further stream settings (``prompt``, ``vad``, ``speech_events``; see
+        :mod:`audio_service.streams`); ``on_stream_event`` receives the audio service's
+        :data:`STREAM_EVENTS` as they come."""
         self.ctx = ctx
         self.reply_channel = reply_channel
         self.emit = emit
+        self.on_stream_event = on_stream_event
         self.stream_id = uuid.uuid4().hex
         self.config = {
             "stream_id": self.stream_id,
@@ -60,6 +69,7 @@ class Recording:
             "task": task,
             "model": model,
             "format": fmt,
+            **(options or {}),
         }
         self.model = model
         self._ws: ClientConnection | None = None
@@ -103,6 +113,14 @@ class Recording:
         with contextlib.suppress(websockets.WebSocketException):  # the reader reports a lost connection
             await self._ws.send(data)
 
+    async def control(self, command: dict[str, Any]) -> None:
+        """A mid-stream instruction (``commit``, ``clear``, ``configure``) for the audio
+        service, applied there right behind the audio fed before it."""
+        if self._ws is None or self._stopping:
+            return
+        with contextlib.suppress(websockets.WebSocketException):
+            await self._ws.send(json.dumps(command))
+
     async def stop(self) -> None:
         """Flush: the audio service ends the open utterance and reports how many finals."""
         if self._stopping or self._ws is None:
@@ -130,6 +148,12 @@ class Recording:
             async for raw in self._ws:
                 event = json.loads(raw)
                 kind = event.get("type")
+                if kind == "cleared":  # results for the dropped audio are void
+                    index = int(event["index"])
+                    self._partial_seq[index] = max(self._partial_seq.get(index, -1), int(event["seq"]))
+                    self._candidates.pop(index, None)
+                if kind in STREAM_EVENTS and self.on_stream_event is not None:
+                    self.on_stream_event(event)
                 if kind == "final_queued":
                     self._final_queued(int(event["index"]), int(event.get("seq", -1)))
                 elif kind == "stopped":
@@ -241,5 +265,5 @@ class Recording:
             if index == self._next_final and now - queued_at > max_wait_s and index not in self._buffered:
                 self._settle(
                     index,
-                    protocol.error(code, message, utterance_id=f"{self.stream_id}-u{index}"),
+                    protocol.error(code, message, utterance_id=live_utterance_id(self.stream_id, index)),
                 )

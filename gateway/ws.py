@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 from starlette.websockets import WebSocket
 
@@ -19,6 +21,11 @@ CLOSE_POLICY_VIOLATION = 1008
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
+    await serve(websocket, Session)
+
+
+async def serve(websocket: WebSocket, session_class: Callable[[WebSocket, GatewayContext], Session]) -> None:
+    """Origin check, connection limit and bookkeeping shared by ``/ws`` and ``/v1/realtime``."""
     ctx: GatewayContext = websocket.app.state.ctx
     if not origin_allowed(
         websocket.headers.get("origin"), websocket.headers.get("host"), ctx.settings.origins()
@@ -39,7 +46,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     ctx.connections += 1
     log.info("client_connected", connections=ctx.connections)
     try:
-        await Session(websocket, ctx).run()
+        await session_class(websocket, ctx).run()
     finally:
         ctx.connections -= 1
         log.info("client_disconnected", connections=ctx.connections)

@@ -102,6 +102,7 @@ class LiveResult:
     messages: list[dict[str, Any]]
     received_at: list[float]  # seconds since the first chunk was sent, per message
     sent_until: float  # when the last chunk was sent
+    ended: bool = True  # whether ``recording: false`` came within the timeout
 
 
 def stream_live(
@@ -112,9 +113,11 @@ def stream_live(
     speed: float = 1.0,
     language: str | None = "en",
     timeout: float = 120.0,
+    require_end: bool = True,
 ) -> LiveResult:
     """start_real_recording, the chunks paced as a browser sends them, stop_recording, and
-    every message until ``recording: false``."""
+    every message until ``recording: false``. ``require_end=False`` (benchmarks of an
+    overloaded service) returns what came within ``timeout`` instead of failing."""
     send_json(ws, {"command": "start_real_recording", "language": language, "format": "webm"})
     started = recv_json(ws)
     assert started.get("recording") is True, started
@@ -145,8 +148,8 @@ def stream_live(
     send_json(ws, {"command": "stop_recording"})
     done.wait(timeout)
     thread.join(1)
-    assert done.is_set(), "no 'recording: false' after stop_recording"
-    return LiveResult(messages, times, sent_until)
+    assert done.is_set() or not require_end, "no 'recording: false' after stop_recording"
+    return LiveResult(messages, times, sent_until, done.is_set())
 
 
 def fixture_audio(fixture_id: str) -> np.ndarray:

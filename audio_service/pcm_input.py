@@ -1,0 +1,148 @@
+"""Raw audio input for live streams that is already PCM (or G.711): no ffmpeg process.
+
+OpenAI Realtime clients send 24 kHz 16-bit little-endian PCM (``audio/pcm``) or 8 kHz
+G.711 (``audio/pcmu``, ``audio/pcma``). Spawning ffmpeg per session to "decode" PCM
+would add a process, pipes and buffering latency for nothing: here the bytes become
+16 kHz int16 samples in-process. Resampling uses PyAV's ``AudioResampler`` (libswresample,
+already installed with faster-whisper); it keeps its filter state between calls, so chunk
+boundaries are seamless. G.711 is expanded with the standard 256-entry tables.
+
+:class:`PcmDecoder` has the same surface as :class:`audio_service.stream_decoder.StreamDecoder`
+(``feed``/``end_input``/``read``/``failure``/``kill``), plus :meth:`PcmDecoder.control`:
+a marker (commit, clear, new settings) queued behind the audio fed so far, so the stream
+applies it exactly at that point of the audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+
+from audio_service.decoder import SAMPLE_RATE
+
+#: Internal stream ``format`` names (the gateway maps OpenAI's names onto these).
+PCM16_24K = "pcm16_24000"
+G711_ULAW = "g711_ulaw"
+G711_ALAW = "g711_alaw"
+RAW_FORMATS = (PCM16_24K, G711_ULAW, G711_ALAW)
+
+
+def _ulaw_table() -> np.ndarray:
+    u = ~np.arange(256, dtype=np.int32) & 0xFF
+    magnitude = ((((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 0x07)) - 0x84
+    return np.where(u & 0x80, -magnitude, magnitude).astype(np.int16)
+
+
+def _alaw_table() -> np.ndarray:
+    a = np.arange(256, dtype=np.int32) ^ 0x55
+    exponent = (a >> 4) & 0x07
+    mantissa = a & 0x0F
+    magnitude = np.where(
+        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
+    )
+    return np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)
+
+
+G711_TABLES = {G711_ULAW: _ulaw_table(), G711_ALAW: _alaw_table()}
+INPUT_RATES = {PCM16_24K: 24000, G711_ULAW: 8000, G711_ALAW: 8000}
+
+
+@dataclass(frozen=True)
+class StreamControl:
+    """A gateway instruction that takes effect at its place in the audio: ``commit``,
+    ``clear`` or ``configure`` (with the new stream settings)."""
+
+    kind: str
+    settings: dict[str, Any]
+
+
+class RawToPcm:
+    """Bytes of one raw format in, 16 kHz int16 samples out, carrying state across chunks
+    (an odd trailing byte of PCM16, the resampler's filter)."""
+
+    def __init__(self, fmt: str) -> None:
+        if fmt not in RAW_FORMATS:
+            raise ValueError(f"unknown raw format {fmt!r}")
+        self.format = fmt
+        self._leftover = b""
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+
+    def convert(self, data: bytes) -> np.ndarray:
+        if self.format == PCM16_24K:
+            data = self._leftover + data
+            cut = len(data) - len(data) % 2
+            self._leftover = data[cut:]
+            samples = np.frombuffer(data[:cut], dtype="<i2")
+        else:
+            samples = G711_TABLES[self.format][np.frombuffer(data, dtype=np.uint8)]
+        if samples.size == 0:
+            return np.zeros(0, dtype=np.int16)
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = INPUT_RATES[self.format]
+        return self._collect(self._resampler.resample(frame))
+
+    def finish(self) -> np.ndarray:
+        """The samples still inside the resampler's filter (a few ms) at the end of input."""
+        return self._collect(self._resampler.resample(None))
+
+    @staticmethod
+    def _collect(frames: list[av.AudioFrame]) -> np.ndarray:
+        if not frames:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.int16, copy=False)
+
+
+class PcmDecoder:
+    """A live stream's decoder for raw formats: converts on ``feed`` and queues the PCM
+    (and controls) for the stream's pump, in order."""
+
+    def __init__(self, fmt: str) -> None:
+        self._converter = RawToPcm(fmt)
+        self._queue: asyncio.Queue[bytes | StreamControl] = asyncio.Queue()
+        self._ended = False
+
+    @classmethod
+    async def start(cls, fmt: str) -> PcmDecoder:
+        return cls(fmt)
+
+    async def feed(self, data: bytes) -> bool:
+        if self._ended:
+            return False
+        self._put(self._converter.convert(data))
+        return True
+
+    def _put(self, pcm: np.ndarray) -> None:
+        if pcm.size:
+            self._queue.put_nowait(pcm.astype("<i2").tobytes())
+
+    def control(self, control: StreamControl) -> None:
+        """Queue a control behind the audio fed so far; a new format takes effect for the
+        bytes fed after it (the old format's filter tail is flushed first)."""
+        if control.kind == "configure":
+            fmt = control.settings.get("format")
+            if fmt in RAW_FORMATS and fmt != self._converter.format:
+                self._put(self._converter.finish())
+                self._converter = RawToPcm(fmt)
+        self._queue.put_nowait(control)
+
+    def end_input(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._put(self._converter.finish())
+            self._queue.put_nowait(b"")
+
+    async def read(self) -> bytes | StreamControl:
+        """Next PCM bytes or control, or b"" at the end of the stream."""
+        return await self._queue.get()
+
+    async def failure(self) -> str | None:
+        return None  # raw samples cannot fail to decode
+
+    async def kill(self) -> None:
+        self._ended = True

@@ -1,0 +1,257 @@
+"""A realtime transcription session's settings: parsed from ``session.update`` (GA shape,
+``session.type == "transcription"``) or the beta ``transcription_session.update``, checked
+with the same model/language rules as every other request, and rendered back in the
+shape OpenAI's SDK parses (``RealtimeTranscriptionSessionCreateRequest``, or the beta
+``TranscriptionSession``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from audio_service.pcm_input import G711_ALAW, G711_ULAW, PCM16_24K
+from gateway.model_loading import validate_request
+from gateway.openai_api import MODEL_ALIAS
+from shared.protocol import ProtocolError
+
+#: OpenAI's transcription model names, served by this deployment's default model (as
+#: ``whisper-1`` is on the HTTP API), so clients written for OpenAI work unchanged.
+OPENAI_MODEL_NAMES = frozenset(
+    {
+        MODEL_ALIAS,
+        "gpt-transcribe",
+        "gpt-live-transcribe",
+        "gpt-4o-transcribe",
+        "gpt-4o-mini-transcribe",
+        "gpt-4o-mini-transcribe-2025-12-15",
+        "gpt-4o-transcribe-diarize",
+        "gpt-realtime-whisper",
+    }
+)
+
+#: GA ``audio.input.format.type`` and beta ``input_audio_format`` -> the audio service's raw format.
+GA_FORMATS = {"audio/pcm": PCM16_24K, "audio/pcmu": G711_ULAW, "audio/pcma": G711_ALAW}
+BETA_FORMATS = {"pcm16": PCM16_24K, "g711_ulaw": G711_ULAW, "g711_alaw": G711_ALAW}
+
+
+class ConfigError(Exception):
+    """A session update that cannot be applied; nothing of it is applied."""
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True)
+class TurnDetection:
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+
+
+@dataclass(frozen=True)
+class TranscriptionConfig:
+    model: str  # as the client named it
+    language: str | None = None
+    prompt: str | None = None
+    format: str = PCM16_24K
+    turn_detection: TurnDetection | None = TurnDetection()
+
+    def served_model(self, default_model: str) -> str:
+        return default_model if self.model in OPENAI_MODEL_NAMES else self.model
+
+    def stream_options(self) -> dict[str, Any]:
+        """The audio service's stream settings (see :mod:`audio_service.streams`)."""
+        td = self.turn_detection
+        vad = (
+            {"threshold": 0.5, "pause_s": None, "preroll_s": 0.3}
+            if td is None
+            else {
+                "threshold": td.threshold,
+                "pause_s": td.silence_duration_ms / 1000,
+                "preroll_s": td.prefix_padding_ms / 1000,
+            }
+        )
+        return {"prompt": self.prompt, "vad": vad, "speech_events": True}
+
+    # --- rendering -----------------------------------------------------------------------
+
+    def ga_session(self) -> dict[str, Any]:
+        fmt_type = next(k for k, v in GA_FORMATS.items() if v == self.format)
+        td = self.turn_detection
+        return {
+            "type": "transcription",
+            "audio": {
+                "input": {
+                    "format": {"type": fmt_type, **({"rate": 24000} if self.format == PCM16_24K else {})},
+                    "transcription": {"model": self.model, "language": self.language, "prompt": self.prompt},
+                    "turn_detection": None
+                    if td is None
+                    else {"type": "server_vad", **dataclasses.asdict(td)},
+                    "noise_reduction": None,
+                }
+            },
+            "include": None,
+        }
+
+    def beta_session(self) -> dict[str, Any]:
+        td = self.turn_detection
+        return {
+            "input_audio_format": next(k for k, v in BETA_FORMATS.items() if v == self.format),
+            "input_audio_transcription": {
+                "model": self.model,
+                "language": self.language,
+                "prompt": self.prompt,
+            },
+            "turn_detection": None if td is None else {"type": "server_vad", **dataclasses.asdict(td)},
+            "modalities": ["text"],
+        }
+
+
+def default_config(query_model: str | None, default_model: str) -> TranscriptionConfig:
+    """The session before any update: the URL's ``model`` when it names one of ours
+    (realtime URLs usually name a realtime model such as ``gpt-realtime``: ignored)."""
+    if query_model:
+        try:
+            validate_request(query_model, None, "transcribe")
+            return TranscriptionConfig(model=query_model)
+        except ProtocolError:
+            pass
+    return TranscriptionConfig(model=default_model)
+
+
+def apply_ga_update(config: TranscriptionConfig, session: Any, default_model: str) -> TranscriptionConfig:
+    """``session.update`` with a ``type: "transcription"`` session."""
+    if not isinstance(session, dict):
+        raise ConfigError("invalid_value", "'session' must be an object", "session")
+    if session.get("type") != "transcription":
+        raise ConfigError(
+            "invalid_value",
+            "Only transcription sessions are served here: send session.type 'transcription'",
+            "session.type",
+        )
+    audio_input = _object(_object(session.get("audio"), "session.audio").get("input"), "session.audio.input")
+    changes: dict[str, Any] = {}
+    if audio_input.get("format") is not None:
+        changes["format"] = _ga_format(audio_input["format"])
+    if audio_input.get("transcription") is not None:
+        changes.update(
+            _transcription(audio_input["transcription"], "session.audio.input.transcription", config)
+        )
+    if "turn_detection" in audio_input:
+        changes["turn_detection"] = _turn_detection(
+            audio_input["turn_detection"], "session.audio.input.turn_detection", config
+        )
+    return _checked(dataclasses.replace(config, **changes), default_model)
+
+
+def apply_beta_update(config: TranscriptionConfig, session: Any, default_model: str) -> TranscriptionConfig:
+    """The beta client's ``transcription_session.update``."""
+    session = _object(session, "session")
+    changes: dict[str, Any] = {}
+    if session.get("input_audio_format") is not None:
+        fmt = session["input_audio_format"]
+        if fmt not in BETA_FORMATS:
+            raise ConfigError(
+                "invalid_value",
+                f"Unsupported input_audio_format {str(fmt)[:40]!r}; "
+                f"expected one of: {', '.join(BETA_FORMATS)}",
+                "session.input_audio_format",
+            )
+        changes["format"] = BETA_FORMATS[fmt]
+    if session.get("input_audio_transcription") is not None:
+        changes.update(
+            _transcription(session["input_audio_transcription"], "session.input_audio_transcription", config)
+        )
+    if "turn_detection" in session:
+        changes["turn_detection"] = _turn_detection(
+            session["turn_detection"], "session.turn_detection", config
+        )
+    return _checked(dataclasses.replace(config, **changes), default_model)
+
+
+# --- pieces ----------------------------------------------------------------------------
+
+
+def _object(value: Any, param: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError("invalid_value", f"'{param}' must be an object", param)
+    return value
+
+
+def _ga_format(value: Any) -> str:
+    param = "session.audio.input.format"
+    fmt = _object(value, param)
+    kind = fmt.get("type", "audio/pcm")
+    if kind not in GA_FORMATS:
+        raise ConfigError(
+            "invalid_value",
+            f"Unsupported audio format {str(kind)[:40]!r}; expected one of: {', '.join(GA_FORMATS)}",
+            param + ".type",
+        )
+    if kind == "audio/pcm" and fmt.get("rate", 24000) != 24000:
+        raise ConfigError("invalid_value", "audio/pcm is taken at 24000 Hz only", param + ".rate")
+    return GA_FORMATS[kind]
+
+
+def _transcription(value: Any, param: str, config: TranscriptionConfig) -> dict[str, Any]:
+    t = _object(value, param)
+    changes: dict[str, Any] = {}
+    for name in ("model", "language", "prompt"):
+        if name in t:
+            if t[name] is not None and not isinstance(t[name], str):
+                raise ConfigError("invalid_type", f"'{param}.{name}' must be a string", f"{param}.{name}")
+            changes[name] = t[name] or (config.model if name == "model" else None)
+    return changes
+
+
+def _turn_detection(value: Any, param: str, config: TranscriptionConfig) -> TurnDetection | None:
+    if value is None:
+        return None
+    td = _object(value, param)
+    if td.get("type", "server_vad") != "server_vad":
+        raise ConfigError(
+            "invalid_value",
+            f"Turn detection {str(td.get('type'))[:40]!r} is not supported; use 'server_vad' or null",
+            param + ".type",
+        )
+    current = config.turn_detection or TurnDetection()
+    try:
+        threshold = float(td.get("threshold") if td.get("threshold") is not None else current.threshold)
+        prefix = int(
+            td.get("prefix_padding_ms")
+            if td.get("prefix_padding_ms") is not None
+            else current.prefix_padding_ms
+        )
+        silence = int(
+            td.get("silence_duration_ms")
+            if td.get("silence_duration_ms") is not None
+            else current.silence_duration_ms
+        )
+    except (TypeError, ValueError):
+        raise ConfigError("invalid_type", f"'{param}' fields must be numbers", param) from None
+    if not 0.0 < threshold < 1.0:
+        raise ConfigError("invalid_value", "threshold must be between 0 and 1", param + ".threshold")
+    if not 0 <= prefix <= 5000:
+        raise ConfigError("invalid_value", "prefix_padding_ms must be 0..5000", param + ".prefix_padding_ms")
+    if not 100 <= silence <= 10000:
+        raise ConfigError(
+            "invalid_value", "silence_duration_ms must be 100..10000", param + ".silence_duration_ms"
+        )
+    return TurnDetection(threshold=threshold, prefix_padding_ms=prefix, silence_duration_ms=silence)
+
+
+def _checked(config: TranscriptionConfig, default_model: str) -> TranscriptionConfig:
+    """Model and language through the same check as files and ``/ws`` recordings."""
+    try:
+        language = validate_request(config.served_model(default_model), config.language, "transcribe")
+    except ProtocolError as exc:
+        param = "model" if exc.code == "unknown_model" else "language"
+        raise ConfigError(str(exc.code), exc.message, f"session.audio.input.transcription.{param}") from None
+    return dataclasses.replace(config, language=language)

@@ -1,0 +1,53 @@
+"""Server events of OpenAI's Realtime API, shaped as the ``openai`` package's types in
+``openai/types/realtime/`` (its client parses every event it receives into them)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from gateway.openai_errors import STATUS_BY_CODE, error_type
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+def event(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "event_id": new_id("event"), **fields}
+
+
+def error(
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    event_id: str | None = None,
+    status: int | None = None,
+) -> dict[str, Any]:
+    """``RealtimeErrorEvent``: ``error.type`` as on the HTTP API (client mistakes are
+    ``invalid_request_error``, ours ``server_error``, from the code's HTTP status);
+    ``error.event_id`` names the client event that caused it."""
+    default_status = STATUS_BY_CODE.get(code, (400, None))[0]
+    return event(
+        "error",
+        error={
+            "type": error_type(status or default_status),
+            "code": str(code),
+            "message": message,
+            "param": param,
+            "event_id": event_id,
+        },
+    )
+
+
+def user_item(item_id: str, transcript: str | None, status: str) -> dict[str, Any]:
+    """``RealtimeConversationItemUserMessage`` holding the utterance's audio (not echoed)."""
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "message",
+        "role": "user",
+        "status": status,
+        "content": [{"type": "input_audio", "transcript": transcript}],
+    }
