@@ -6,14 +6,42 @@ import contextlib
 import json
 import platform
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from shared.config import cpu_count
-from tests.conftest import private_redis, start_stack, stop_stack
+from tests.conftest import start_stack, stop_stack
+from whisper_appliance.embedded_redis import start_redis
 
 
 def machine() -> str:
     return f"{platform.node()} {platform.machine()} {cpu_count()} cores, Python {platform.python_version()}"
+
+
+@dataclass(frozen=True)
+class Running:
+    """A ``whisper-appliance up`` the bench started: its URLs and the process ids a
+    memory probe needs (``up`` itself, whose children are the services, and its Redis)."""
+
+    ws_url: str
+    base_url: str
+    up_pid: int
+    redis_pid: int
+
+
+@contextlib.contextmanager
+def running_stack(*, workers: int, env: dict[str, str] | None = None) -> Iterator[Running]:
+    """``whisper-appliance up`` on loopback with a Redis of its own, stopped after the block."""
+    redis_proc, redis_url = start_redis()
+    try:
+        stack = start_stack(redis_url, workers=workers, extra_env=env, quiet=True)
+        try:
+            yield Running(stack.ws_url, stack.base_url, stack.process.pid, redis_proc.pid)
+        finally:
+            stop_stack(stack)
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(10)
 
 
 @contextlib.contextmanager
@@ -23,12 +51,15 @@ def service(server: str | None, *, workers: int, env: dict[str, str] | None = No
     if server is not None:
         yield server
         return
-    with private_redis() as redis_url:
-        stack = start_stack(redis_url, workers=workers, extra_env=env, quiet=True)
-        try:
-            yield stack.ws_url
-        finally:
-            stop_stack(stack)
+    with running_stack(workers=workers, env=env) as running:
+        yield running.ws_url
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, int]]) -> None:
+    """Rows as a right-aligned text table; ``columns``: (header, row key, width)."""
+    print("".join(f"{header:>{width}}" for header, _, width in columns))
+    for row in rows:
+        print("".join(f"{row.get(key)!s:>{width}}" for _, key, width in columns))
 
 
 def write_report(path: str | None, rows: list[dict[str, Any]], **settings: Any) -> None:

@@ -22,9 +22,8 @@ from typing import Any
 
 import httpx
 
-from bench.common import machine, write_report
+from bench.common import machine, running_stack, write_report
 from tests import long_audio
-from tests.conftest import private_redis, start_stack, stop_stack
 from tests.helpers import fixture_bytes, wer
 
 
@@ -43,12 +42,8 @@ def measure(
     workers: int, audio: bytes, reference: str, runs: int, model: str, threads: int | None
 ) -> dict[str, Any]:
     env = {"S2T_MODEL": model, **({"S2T_CPU_THREADS": str(threads)} if threads else {})}
-    with private_redis() as redis_url:
-        stack = start_stack(redis_url, workers=workers, extra_env=env, quiet=True)
-        try:
-            return timed_runs(stack.base_url, workers, audio, reference, runs)
-        finally:
-            stop_stack(stack)
+    with running_stack(workers=workers, env=env) as running:
+        return timed_runs(running.base_url, workers, audio, reference, runs)
 
 
 def timed_runs(base_url: str, workers: int, audio: bytes, reference: str, runs: int) -> dict[str, Any]:

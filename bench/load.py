@@ -32,6 +32,7 @@ import httpx
 import numpy as np
 from websockets.asyncio.client import connect
 
+from bench.common import service
 from tests.helpers import fixture_bytes, manifest
 
 #: Growth of the gateway's RSS after every client left that counts as a leak.
@@ -163,23 +164,9 @@ def main() -> None:
     parser.add_argument("--server", help="ws://host:port/ws of a running gateway (default: start one)")
     args = parser.parse_args()
 
-    stack = redis_proc = None
-    ws_url = args.server
-    if ws_url is None:
-        from tests.conftest import start_stack, stop_stack
-        from whisper_appliance.embedded_redis import start_redis
-
-        redis_proc, redis_url = start_redis()
-        stack = start_stack(redis_url, workers=args.workers, quiet=True)
-        ws_url = stack.ws_url
-    base_url = ws_url.replace("ws://", "http://", 1).removesuffix("/ws")
-    try:
+    with service(args.server, workers=args.workers) as ws_url:
+        base_url = ws_url.replace("ws://", "http://", 1).removesuffix("/ws")
         report = asyncio.run(run(ws_url, base_url, args.clients, args.files, args.timeout, args.rounds))
-    finally:
-        if stack is not None and redis_proc is not None:
-            stop_stack(stack)
-            redis_proc.terminate()
-            redis_proc.wait(10)
     print(json.dumps(report, indent=2))
     ok = (
         all(
