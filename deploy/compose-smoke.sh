@@ -9,10 +9,11 @@
 #      image for it can be built locally), the jfk fixture transcribed through the published
 #      /ws port, Prometheus' API asked for both worker replicas' series; then tear down.
 #
-# Run as root from anywhere: `sudo deploy/compose-smoke.sh`. About 4 minutes on a cold
-# 2-core machine (debootstrap, wheels, image build), under 2 once the base image and layers
-# are cached. It installs Docker and starts dockerd on the host, so CI runs it only when
-# S2T_COMPOSE_SMOKE=1 (see README, "Deploy").
+# Run as root from anywhere: `sudo deploy/compose-smoke.sh`. 236 s on a cold 2-core
+# machine (Docker not installed, no base image: apt, debootstrap, wheels, image build),
+# under 2 minutes once the base image and layers are cached. It installs Docker and starts
+# dockerd on the host, so scripts/test.sh runs it only when S2T_COMPOSE_SMOKE=1, which
+# .ci/run sets (see README, "Deploy").
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
