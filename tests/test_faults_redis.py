@@ -93,5 +93,5 @@ def test_work_in_flight_during_redis_restart_is_reported(restartable: tuple[Serv
         assert {m.get("code") for m in answered if m["type"] == "error"} <= {"redis_unavailable"}
 
         services.wait_workers(1, timeout=60)
-        after = transcribe(ws, "after")
-        assert finals(after) and wer(manifest()["jfk"]["reference"], finals(after)[0]["transcript"]) < 0.3, after
+        after = finals(transcribe(ws, "after"))
+        assert after and wer(manifest()["jfk"]["reference"], after[0]["transcript"]) < 0.3, after
