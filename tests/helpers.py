@@ -22,6 +22,7 @@ from websockets.sync.client import ClientConnection
 
 from audio_service.decoder import DecodedAudio, decode
 from audio_service.ffmpeg_binary import ffmpeg_path
+from audio_service.seekable import memory_file
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("S2T_FIXTURES", REPO.parent / "shared" / "fixtures" / "speech"))
@@ -46,6 +47,21 @@ def ffmpeg_convert(data: bytes, *output_args: str, input_args: tuple[str, ...] =
         check=True,
     )
     return result.stdout
+
+
+def to_plain_mp4(data: bytes) -> bytes:
+    """AAC in an MP4 with its index after the samples, as phones and most encoders write
+    it: ffmpeg must seek to write one, so it writes into an in-memory file."""
+    with memory_file(b"") as (fd, path):
+        command = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-i", "pipe:0", "-vn"]
+        subprocess.run(
+            [*command, "-c:a", "aac", "-f", "mp4", "-y", path],
+            input=data,
+            pass_fds=(fd,),
+            capture_output=True,
+            check=True,
+        )
+        return os.pread(fd, os.fstat(fd).st_size, 0)
 
 
 def to_webm(data: bytes) -> bytes:

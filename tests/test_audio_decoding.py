@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
 
 import pytest
 
 from audio_service.decoder import DecodedAudio, DecodeError, decode, refill_spare
+from audio_service.ffmpeg_binary import ffmpeg_path
+from audio_service.seekable import needs_seeking
 from audio_service.splitter import split
-from tests.helpers import ffmpeg_convert, fixture_bytes, manifest
+from tests.helpers import ffmpeg_convert, fixture_bytes, manifest, to_plain_mp4
 
 FORMATS = {
     "webm-opus": ("-c:a", "libopus", "-f", "webm"),
@@ -27,6 +30,32 @@ async def test_decodes_to_16k_mono_of_the_right_length(fmt: str) -> None:
     decoded = await decode(data, max_seconds=600)
     assert abs(decoded.duration_s - manifest()["jfk"]["duration_s"]) < 0.2
     assert decoded.as_float32().std() > 0.01  # real signal, not silence
+
+
+async def test_decodes_mp4_whose_index_follows_the_samples() -> None:
+    """A pipe cannot seek back to the index; such a file used to decode to nothing."""
+    data = to_plain_mp4(fixture_bytes("jfk"))
+    assert needs_seeking(data)  # the case under test, not a streamable MP4
+    decoded = await decode(data, max_seconds=600)
+    assert abs(decoded.duration_s - manifest()["jfk"]["duration_s"]) < 0.2
+    assert decoded.as_float32().std() > 0.01
+
+
+def test_only_iso_media_with_a_trailing_index_needs_seeking() -> None:
+    jfk = fixture_bytes("jfk")
+    streamable = ffmpeg_convert(jfk, "-vn", *FORMATS["mp4-aac"])
+    assert not needs_seeking(streamable) and not needs_seeking(jfk)
+    assert needs_seeking(b"\x00\x00\x00\x10mdat" + bytes(8))  # old QuickTime: samples first
+    assert not needs_seeking(b"\x00\x00\x00\x04ftyp" + bytes(8))  # damaged size: left to ffmpeg
+    assert not needs_seeking(b"")
+
+
+async def test_file_without_audio_stream_says_so() -> None:
+    lavfi = [ffmpeg_path(), "-loglevel", "error", "-f", "lavfi", "-i", "color=s=32x32:d=1"]
+    video = subprocess.run([*lavfi, "-f", "webm", "pipe:1"], capture_output=True, check=True).stdout
+    with pytest.raises(DecodeError) as err:
+        await decode(video, max_seconds=600)
+    assert err.value.code == "invalid_audio" and "no audio stream" in err.value.message
 
 
 async def test_rejects_non_audio_and_caps_length() -> None:

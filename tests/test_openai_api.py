@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.conftest import API_KEY, Stack
-from tests.helpers import fixture_bytes, manifest, recv_json, send_json, wer
+from tests.helpers import fixture_bytes, manifest, recv_json, send_json, to_plain_mp4, wer
 
 JFK_S = 11.0
 
@@ -35,6 +35,13 @@ def test_transcription_json(client: OpenAI) -> None:
     result = client.audio.transcriptions.create(model="whisper-1", file=_jfk())
     assert wer(manifest()["jfk"]["reference"], result.text) <= 0.10, result.text
     assert result.usage is not None and result.usage.type == "duration" and result.usage.seconds == 11
+
+
+def test_m4a_as_phones_record_it(client: OpenAI) -> None:
+    """AAC in an MP4 whose index follows the samples: the commonest upload from a phone."""
+    memo = ("memo.m4a", to_plain_mp4(fixture_bytes("jfk")))
+    result = client.audio.transcriptions.create(model="whisper-1", file=memo)
+    assert wer(manifest()["jfk"]["reference"], result.text) <= 0.10, result.text
 
 
 def test_text_format_and_service_model_name(client: OpenAI) -> None:
