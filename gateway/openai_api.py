@@ -36,6 +36,20 @@ from shared.redis_keys import new_reply_channel
 
 #: OpenAI's model name; served by this deployment's default model (``S2T_MODEL``).
 MODEL_ALIAS = "whisper-1"
+#: Every OpenAI transcription model name, served the same way on the HTTP and realtime
+#: APIs, so that clients written for OpenAI work unchanged whichever name they send.
+OPENAI_MODEL_NAMES = frozenset(
+    {
+        MODEL_ALIAS,
+        "gpt-transcribe",
+        "gpt-live-transcribe",
+        "gpt-4o-transcribe",
+        "gpt-4o-mini-transcribe",
+        "gpt-4o-mini-transcribe-2025-12-15",
+        "gpt-4o-transcribe-diarize",
+        "gpt-realtime-whisper",
+    }
+)
 GRANULARITIES = ("segment", "word")
 MAX_FORM_FIELDS = 32
 MAX_FIELD_BYTES = 64 * 1024
@@ -145,7 +159,7 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
     requested_model = _field(form, "model")
     if not requested_model:
         raise OpenAIError(400, "'model' is required (e.g. whisper-1)", param="model", code="missing_field")
-    model = default_model if requested_model == MODEL_ALIAS else requested_model
+    model = default_model if requested_model in OPENAI_MODEL_NAMES else requested_model
     try:
         spec = validate_model_name(model)
     except ProtocolError as exc:
@@ -395,7 +409,7 @@ class OpenAIAudioAPI:
 
     async def get_model(self, request: Request) -> JSONResponse:
         name = request.path_params["model"]
-        if name != MODEL_ALIAS:
+        if name not in OPENAI_MODEL_NAMES:
             try:
                 validate_model_name(name)
             except ProtocolError as exc:

@@ -37,6 +37,12 @@ def test_transcription_json(client: OpenAI) -> None:
     assert result.usage is not None and result.usage.type == "duration" and result.usage.seconds == 11
 
 
+def test_newer_openai_model_names_are_served_by_the_default_model(client: OpenAI) -> None:
+    name = "gpt-4o-mini-transcribe"
+    text = client.audio.transcriptions.create(model=name, file=_jfk(), response_format="text")
+    assert wer(manifest()["jfk"]["reference"], text) <= 0.10, text
+
+
 def test_m4a_as_phones_record_it(client: OpenAI) -> None:
     """AAC in an MP4 whose index follows the samples: the commonest upload from a phone."""
     memo = ("memo.m4a", to_plain_mp4(fixture_bytes("jfk")))

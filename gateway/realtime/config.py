@@ -13,23 +13,8 @@ from typing import Any
 
 from audio_service.pcm_input import G711_ALAW, G711_ULAW, PCM16_24K
 from gateway.model_loading import validate_request
-from gateway.openai_api import MODEL_ALIAS
+from gateway.openai_api import OPENAI_MODEL_NAMES
 from shared.protocol import ProtocolError
-
-#: OpenAI's transcription model names, served by this deployment's default model (as
-#: ``whisper-1`` is on the HTTP API), so clients written for OpenAI work unchanged.
-OPENAI_MODEL_NAMES = frozenset(
-    {
-        MODEL_ALIAS,
-        "gpt-transcribe",
-        "gpt-live-transcribe",
-        "gpt-4o-transcribe",
-        "gpt-4o-mini-transcribe",
-        "gpt-4o-mini-transcribe-2025-12-15",
-        "gpt-4o-transcribe-diarize",
-        "gpt-realtime-whisper",
-    }
-)
 
 #: GA ``audio.input.format.type`` and beta ``input_audio_format`` -> the audio service's raw format.
 GA_FORMATS = {"audio/pcm": PCM16_24K, "audio/pcmu": G711_ULAW, "audio/pcma": G711_ALAW}
