@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import math
 import time
 from typing import Any
@@ -45,6 +44,7 @@ from audio_service.stream_decoder import StreamDecoder
 from shared import metrics
 from shared.config import Settings
 from shared.jobs import TranscriptionJob, live_utterance_id
+from shared.protocol import loads_untrusted
 
 log = structlog.get_logger()
 
@@ -141,7 +141,7 @@ class LiveStream:
                     return True  # ffmpeg gave up on the input; the pump reports why
             elif message.get("text"):
                 try:
-                    command = json.loads(message["text"])
+                    command = loads_untrusted(message["text"])
                     kind = str(command.get("type"))
                 except (ValueError, AttributeError):
                     continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from importlib import resources
 from typing import Any
@@ -16,7 +15,7 @@ from gateway.model_loading import load_across_pool
 from shared import metrics, models
 from shared.heartbeats import live_workers
 from shared.languages import NAMES
-from shared.protocol import ProtocolError
+from shared.protocol import ProtocolError, loads_untrusted
 from shared.redis_keys import QUEUES, queue_key
 
 _ERROR_STATUS = {"unknown_model": 404, "no_workers": 503, "timeout": 504, "model_unavailable": 503}
@@ -145,9 +144,9 @@ async def api_languages(request: Request) -> JSONResponse:
 async def api_load_model(request: Request) -> JSONResponse:
     ctx = _ctx(request)
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = loads_untrusted(await request.body() or b"{}")
         name = body.get("model_name") or body.get("model") if isinstance(body, dict) else None
-    except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
+    except ValueError:
         name = None
     if not isinstance(name, str) or not name:
         return JSONResponse({"code": "missing_field", "message": "Body must be JSON with 'model_name'"}, 400)

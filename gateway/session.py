@@ -11,6 +11,7 @@ import contextlib
 import time
 from typing import Any
 
+import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.context import GatewayContext
@@ -22,6 +23,8 @@ from shared import metrics, protocol
 from shared.heartbeats import live_workers
 from shared.protocol import ErrorCode, ProtocolError
 from shared.redis_keys import new_reply_channel
+
+log = structlog.get_logger()
 
 MAX_INFLIGHT_FILES = 5
 
@@ -80,10 +83,19 @@ class Session:
                 return
             if verdict is Verdict.REFUSE:
                 continue
-            if message.get("text") is not None:
-                await self._on_text(message["text"])
-            elif message.get("bytes") is not None:
-                await self._on_binary(message["bytes"])
+            try:
+                if message.get("text") is not None:
+                    await self._on_text(message["text"])
+                elif message.get("bytes") is not None:
+                    await self._on_binary(message["bytes"])
+            except Exception:
+                # A defect met by one message must not end the connection (and the
+                # recording and files in flight on it): report it and read the next.
+                log.exception("message_handling_failed")
+                self._internal_error("This message could not be handled; the connection stays open")
+
+    def _internal_error(self, message: str) -> None:
+        self.send(protocol.error(ErrorCode.INTERNAL_ERROR, message))
 
     def _rate_exempt(self, message: dict[str, Any]) -> bool:
         """Live audio is not counted against the message rate: MediaRecorder sends four

@@ -113,11 +113,21 @@ _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 COMMANDS = ("start_real_recording", "process_audio", "load_model", "stop_recording", "get_status", "ping")
 
 
+def loads_untrusted(text: str | bytes) -> Any:
+    """``json.loads`` for what a client sent, failing only with ValueError: besides bad
+    syntax, json raises ValueError for a number too long for ``int`` and RecursionError
+    for nesting deeper than the parser's stack, and either must not end the connection."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def parse_client_message(text: str) -> ClientMessage:
     """Validate one text frame; raise ProtocolError with the code a client can act on."""
     try:
-        raw = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        raw = loads_untrusted(text)
+    except ValueError:
         raise ProtocolError(ErrorCode.INVALID_JSON, "Message is not valid JSON") from None
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "Message must be a JSON object with a 'command'")

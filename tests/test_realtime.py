@@ -184,9 +184,10 @@ async def test_bad_input_gets_error_events_and_the_session_stays_usable(stack: S
     async with client(stack).realtime.connect(model="whisper-1") as conn:
         await next_of(conn, "session.created")
 
-        await conn.send_raw("{not json")
-        error = await next_of(conn, "error")
-        assert error.error.code == "invalid_json" and error.error.type == "invalid_request_error"
+        for hostile in ("{not json", "[" * 100_000 + "]" * 100_000, '{"type": 1' + "0" * 5000 + "}"):
+            await conn.send_raw(hostile)
+            error = await next_of(conn, "error")
+            assert error.error.code == "invalid_json" and error.error.type == "invalid_request_error"
 
         await conn.send({"type": "response.create", "event_id": "evt_unknown"})  # type: ignore[arg-type]
         error = await next_of(conn, "error")

@@ -41,6 +41,8 @@ ELEVEN_MB = b"\x1a\x45\xdf\xa3" + b"\0" * (11 * 1024 * 1024)
 CASES = {
     "invalid_json": (_send_text("{not json"), "invalid_json"),
     "not_an_object": (_send_text("[1, 2, 3]"), "invalid_message"),
+    "nested_too_deep": (_send_text("[" * 100_000 + "]" * 100_000), "invalid_json"),
+    "integer_too_long": (_send_text('{"command": "ping", "n": 1' + "0" * 5000 + "}"), "invalid_json"),
     "unknown_command": (_send_msg({"command": "format_disk"}), "unknown_command"),
     "no_command": (_send_msg({"audio_data": "AAAA"}), "missing_field"),
     "missing_audio_data": (_send_msg({"command": "process_audio"}), "missing_field"),

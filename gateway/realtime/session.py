@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 import structlog
@@ -38,7 +37,7 @@ from gateway.session import Session
 from gateway.ws import serve
 from shared import metrics, protocol
 from shared.jobs import live_utterance_index
-from shared.protocol import ErrorCode, ProtocolError
+from shared.protocol import ErrorCode, ProtocolError, loads_untrusted
 
 log = structlog.get_logger()
 
@@ -193,6 +192,9 @@ class RealtimeSession(Session):
                 }
             )
 
+    def _internal_error(self, message: str) -> None:
+        self._error(ErrorCode.INTERNAL_ERROR, message)
+
     def _error(
         self, code: str, message: str, *, param: str | None = None, event_id: str | None = None
     ) -> None:
@@ -340,7 +342,7 @@ class RealtimeSession(Session):
 def _parse(text: str) -> Any:
     """The frame's JSON, or None when it is not JSON."""
     try:
-        return json.loads(text)
+        return loads_untrusted(text)
     except ValueError:
         return None
 
