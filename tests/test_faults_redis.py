@@ -4,6 +4,7 @@ restarted on the same port; real services."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from urllib.parse import urlparse
@@ -95,3 +96,21 @@ def test_work_in_flight_during_redis_restart_is_reported(restartable: tuple[Serv
         services.wait_workers(1, timeout=60)
         after = finals(transcribe(ws, "after"))
         assert after and wer(manifest()["jfk"]["reference"], after[0]["transcript"]) < 0.3, after
+
+
+def test_worker_waiting_for_redis_still_stops_on_sigterm(restartable: tuple[Services, list]) -> None:  # type: ignore[type-arg]
+    """Lost Redis mid-job, the worker waits for it to come back; a shutdown meanwhile must
+    end that wait, or `docker compose stop` would have to kill it."""
+    services, procs = restartable
+    with connect(services.ws_url) as ws:
+        send_json(ws, process_audio_message(fixture_bytes("osr_us_000_0034"), language="en", request_id="f"))
+        message = recv_json(ws, timeout=30)
+        while message.get("message") != "Audio queued":
+            message = recv_json(ws, timeout=30)
+        procs[0].terminate()
+        procs[0].wait(10)
+        time.sleep(5)  # the job ends without Redis; the worker is waiting for it now
+        worker = services.workers[0]
+        assert worker.poll() is None  # it did not die with Redis
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(15) == 0

@@ -9,13 +9,15 @@ function may take more waiting jobs (finals first) to decode with the one RQ sta
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from types import FrameType
 
 import redis
 import structlog
 from rq import SimpleWorker
-from tenacity import retry, retry_if_exception_type, wait_exponential
+from rq.exceptions import StopRequested
+from tenacity import Retrying, retry_if_exception_type, wait_exponential
 
 from shared.codec import MsgpackSerializer
 from shared.config import Settings
@@ -41,19 +43,25 @@ class _Worker(SimpleWorker):
         super().request_stop(signum, frame)
 
 
-@retry(
-    retry=retry_if_exception_type(redis.exceptions.RedisError),
-    wait=wait_exponential(multiplier=0.5, max=REDIS_WAIT_MAX_S),
-)
 def _rejoin(worker: _Worker) -> None:
-    """Once Redis answers again, mark the previous run dead so RQ accepts the name anew."""
-    worker.connection.ping()
-    worker.register_death()
+    """Once Redis answers again, mark the previous run dead so RQ accepts the name anew.
+    Gives up when a shutdown signal comes meanwhile (RQ's handler then raises, as it
+    cannot reach Redis, or raises StopRequested)."""
+    with contextlib.suppress(redis.exceptions.RedisError, StopRequested):
+        for attempt in Retrying(
+            retry=retry_if_exception_type(redis.exceptions.RedisError),
+            wait=wait_exponential(multiplier=0.5, max=REDIS_WAIT_MAX_S),
+            stop=lambda _: worker.stopping,
+            reraise=True,
+        ):
+            with attempt:
+                worker.connection.ping()
+                worker.register_death()
 
 
 def _work_until_stopped(worker: _Worker) -> None:
     log = structlog.get_logger()
-    while True:
+    while not worker.stopping:
         try:
             worker.work(with_scheduler=False, logging_level="WARNING")
         except redis.exceptions.RedisError as exc:  # raised by RQ's own teardown
@@ -99,5 +107,6 @@ def run_worker(settings: Settings) -> None:
         _work_until_stopped(worker)
     finally:
         stop.set()
-        remove_heartbeat(client, ctx.info.id)
+        with contextlib.suppress(redis.exceptions.RedisError):  # it expires by itself
+            remove_heartbeat(client, ctx.info.id)
         log.info("worker_stopped", worker_id=ctx.info.id)
