@@ -101,10 +101,14 @@ def test_session_updates_are_checked_before_anything_changes() -> None:
     with pytest.raises(ConfigError) as err:
         apply_ga_update(
             config,
-            {"type": "transcription", "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}},
+            {"type": "transcription", "audio": {"input": {"turn_detection": {"type": "push_to_talk"}}}},
             "tiny.en",
         )
     assert err.value.param == "session.audio.input.turn_detection.type"
+    with pytest.raises(ConfigError) as err:
+        semantic = {"turn_detection": {"type": "semantic_vad", "eagerness": "eager"}}
+        apply_ga_update(config, {"type": "transcription", "audio": {"input": semantic}}, "tiny.en")
+    assert err.value.param == "session.audio.input.turn_detection.eagerness"
     with pytest.raises(ConfigError) as err:
         apply_ga_update(
             config,
@@ -124,3 +128,15 @@ def test_session_updates_are_checked_before_anything_changes() -> None:
     assert updated.turn_detection.silence_duration_ms == 800
     assert updated.stream_options()["vad"]["pause_s"] == 0.8
     assert updated.ga_session()["audio"]["input"]["format"] == {"type": "audio/pcmu"}
+
+
+def test_semantic_vad_is_served_as_a_pause_by_eagerness_and_echoed_as_server_vad() -> None:
+    """No turn-taking model here: the eagerness picks how long a pause ends the turn."""
+    config = TranscriptionConfig(model="whisper-1")
+    pauses = {}
+    for eagerness in ("low", "auto", "high"):
+        semantic = {"turn_detection": {"type": "semantic_vad", "eagerness": eagerness}}
+        updated = apply_ga_update(config, {"type": "transcription", "audio": {"input": semantic}}, "tiny.en")
+        pauses[eagerness] = updated.stream_options()["vad"]["pause_s"]
+        assert updated.ga_session()["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    assert pauses["high"] < pauses["auto"] < pauses["low"]

@@ -196,14 +196,27 @@ def _transcription(value: Any, param: str, config: TranscriptionConfig) -> dict[
     return changes
 
 
+#: ``semantic_vad`` eagerness -> the pause that ends a turn. There is no turn-taking model
+#: here; a shorter or longer pause is the nearest server_vad behaviour, and the session
+#: echoed back says server_vad, so the client sees what is applied.
+SEMANTIC_PAUSE_MS = {"high": 300, "medium": 700, "auto": 700, "low": 1500}
+
+
 def _turn_detection(value: Any, param: str, config: TranscriptionConfig) -> TurnDetection | None:
     if value is None:
         return None
     td = _object(value, param)
-    if td.get("type", "server_vad") != "server_vad":
+    kind = td.get("type", "server_vad")
+    if kind == "semantic_vad":
+        eagerness = td.get("eagerness") or "auto"
+        if eagerness not in SEMANTIC_PAUSE_MS:
+            choices = ", ".join(SEMANTIC_PAUSE_MS)
+            raise ConfigError("invalid_value", f"eagerness must be one of: {choices}", param + ".eagerness")
+        return dataclasses.replace(TurnDetection(), silence_duration_ms=SEMANTIC_PAUSE_MS[eagerness])
+    if kind != "server_vad":
         raise ConfigError(
             "invalid_value",
-            f"Turn detection {str(td.get('type'))[:40]!r} is not supported; use 'server_vad' or null",
+            f"Turn detection {str(kind)[:40]!r} is not supported; use 'server_vad', 'semantic_vad' or null",
             param + ".type",
         )
     current = config.turn_detection or TurnDetection()
