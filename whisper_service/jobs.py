@@ -61,8 +61,6 @@ def _claim(ctx: context.WorkerContext, taken: gather.Taken) -> None:
 def _more(ctx: context.WorkerContext, job: TranscriptionJob) -> list[gather.Taken]:
     """Jobs waiting now that can share this job's model call; none when batching is off or
     the model's backend decodes one piece at a time (openai-whisper)."""
-    if ctx.settings.batch_size == 1:
-        return []
     try:
         transcriber, _ = ctx.models.get(job.model)
     except Exception:

@@ -123,15 +123,7 @@ def apply_ga_update(config: TranscriptionConfig, session: Any, default_model: st
     changes: dict[str, Any] = {}
     if audio_input.get("format") is not None:
         changes["format"] = _ga_format(audio_input["format"])
-    if audio_input.get("transcription") is not None:
-        changes.update(
-            _transcription(audio_input["transcription"], "session.audio.input.transcription", config)
-        )
-    if "turn_detection" in audio_input:
-        changes["turn_detection"] = _turn_detection(
-            audio_input["turn_detection"], "session.audio.input.turn_detection", config
-        )
-    return _checked(dataclasses.replace(config, **changes), default_model)
+    return _apply(config, changes, audio_input, "session.audio.input", "transcription", default_model)
 
 
 def apply_beta_update(config: TranscriptionConfig, session: Any, default_model: str) -> TranscriptionConfig:
@@ -148,14 +140,24 @@ def apply_beta_update(config: TranscriptionConfig, session: Any, default_model: 
                 "session.input_audio_format",
             )
         changes["format"] = BETA_FORMATS[fmt]
-    if session.get("input_audio_transcription") is not None:
-        changes.update(
-            _transcription(session["input_audio_transcription"], "session.input_audio_transcription", config)
-        )
-    if "turn_detection" in session:
-        changes["turn_detection"] = _turn_detection(
-            session["turn_detection"], "session.turn_detection", config
-        )
+    return _apply(config, changes, session, "session", "input_audio_transcription", default_model)
+
+
+def _apply(
+    config: TranscriptionConfig,
+    changes: dict[str, Any],
+    fields: dict[str, Any],
+    param: str,
+    transcription_key: str,
+    default_model: str,
+) -> TranscriptionConfig:
+    """The part both update shapes share: transcription settings and turn detection,
+    read from ``fields`` (found at ``param`` in the event), then the checked result."""
+    if fields.get(transcription_key) is not None:
+        changes.update(_transcription(fields[transcription_key], f"{param}.{transcription_key}", config))
+    if "turn_detection" in fields:
+        turn_detection = fields["turn_detection"]
+        changes["turn_detection"] = _turn_detection(turn_detection, f"{param}.turn_detection", config)
     return _checked(dataclasses.replace(config, **changes), default_model)
 
 
