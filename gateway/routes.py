@@ -59,6 +59,16 @@ async def health(request: Request) -> JSONResponse:
     redis_ok = await _redis_ok(ctx)
     workers = await _workers(ctx) if redis_ok else []
     healthy = redis_ok and bool(workers)
+    # Restarts of `whisper-appliance up`'s children; null without `up` (imported here so
+    # this handler's change stays in it).
+    from shared import supervisor_status
+
+    supervisor = None
+    if redis_ok:
+        try:
+            supervisor = await supervisor_status.read(ctx.redis, ctx.settings.supervisor_id)
+        except Exception:
+            supervisor = None
     body = {
         "status": "healthy" if healthy else "unhealthy",
         "whisper_model": ctx.settings.model,
@@ -68,6 +78,7 @@ async def health(request: Request) -> JSONResponse:
         "redis": "ok" if redis_ok else "unreachable",
         "workers": len(workers),
         "live_workers": [{k: w[k] for k in ("id", "host", "pid", "models", "busy")} for w in workers],
+        "supervisor": supervisor,
     }
     return JSONResponse(body, status_code=200 if healthy else 503)
 

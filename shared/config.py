@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9100  # 0: no HTTP endpoint
 
+    # `up` restarts a child that exits; more than restart_limit exits of one child within
+    # restart_window_s is a crash loop and stops `up` (whisper_appliance/restart_policy.py).
+    restart_limit: int = 5  # 0: any exit stops `up`
+    restart_window_s: float = 120.0
+    restart_backoff_s: float = 0.5  # doubles with each exit within the window
+    restart_backoff_max_s: float = 10.0
+    supervisor_id: str | None = None  # set by `up` for its children: whose restarts /health shows
+
     # Logging
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
