@@ -1,9 +1,9 @@
 """Uploaded files on one reply channel: validate, hand to the audio service, and turn
 the workers' replies (any order) into client messages in file order.
 
-Used by the browser WebSocket (one per connection) and by HTTP endpoints (one per
+Used by every WebSocket connection (one per connection) and by HTTP endpoints (one per
 request): whoever owns the reply channel passes replies to :meth:`FileJobs.on_reply`
-and receives client messages through ``emit``.
+and receives typed :mod:`gateway.events` through ``emit``, to render in its protocol.
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ from typing import Any
 
 import structlog
 
+from gateway import events
 from gateway.context import GatewayContext
 from gateway.model_loading import validate_request
 from gateway.pending import PendingRequest
-from shared import protocol
+from gateway.worker_reply import WorkerReply
 from shared.protocol import ErrorCode, ProtocolError
 
 log = structlog.get_logger()
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[events.FileEvent], None]
 
 WATCHDOG_INTERVAL_S = 2.0
 
@@ -68,6 +69,7 @@ class FileJobs:
             internal_id=uuid.uuid4().hex,
             client_request_id=client_request_id,
             deadline=time.monotonic() + self.ctx.settings.job_ttl_s + self.ctx.settings.job_timeout_s,
+            source=source,
         )
         self.pending[pending.internal_id] = pending
         task_ = asyncio.create_task(self._submit(pending, audio, language, task, model, source, hints or {}))
@@ -87,7 +89,7 @@ class FileJobs:
         # This task's log lines carry the id the audio service and the workers log too.
         structlog.contextvars.bind_contextvars(request_id=pending.internal_id)
         log.info("file_received", bytes=len(audio), model=model, source=source)
-        self.emit(protocol.status("Processing audio", processing=True, request_id=pending.client_request_id))
+        self.emit(events.FileReceived(pending.client_request_id))
         try:
             submitted = await self.ctx.audio.submit_file(
                 audio,
@@ -101,40 +103,24 @@ class FileJobs:
             )
         except ProtocolError as exc:
             self.pending.pop(pending.internal_id, None)
-            self.emit(protocol.error(exc.code, exc.message, request_id=pending.client_request_id))
+            self.emit(events.FileRefused(pending.client_request_id, str(exc.code), exc.message))
             return
-        pending.utterance_ids = [p["utterance_id"] for p in submitted.pieces]
-        pending.duration_s = submitted.duration_s
-        pending.count = len(submitted.pieces)
-        # Decoded and queued: how many pieces to expect, so clients can show progress.
-        self.emit(
-            protocol.status(
-                "Audio queued",
-                processing=True,
-                pieces=pending.count,
-                duration_s=round(submitted.duration_s, 3),
-                request_id=pending.client_request_id,
-            )
-        )
-        if not submitted.pieces:  # no speech: say so rather than send silence to the model
-            self.emit(pending.no_speech_transcript(source))
-        if pending.done:
-            self._finish(pending)
+        pieces = [str(p["utterance_id"]) for p in submitted.pieces]
+        self._emit_all(pending, pending.queued(pieces, submitted.duration_s))
 
     def on_reply(self, reply: dict[str, Any]) -> bool:
         """Take a worker reply if it belongs to one of these files."""
         pending = self.pending.get(str(reply.get("request_id")))
         if pending is None:
             return False
-        for message in pending.add(reply):
-            self.emit(message)
-        if pending.done:
-            self._finish(pending)
+        self._emit_all(pending, pending.add(WorkerReply.parse(reply)))
         return True
 
-    def _finish(self, pending: PendingRequest) -> None:
-        if self.pending.pop(pending.internal_id, None) is not None:
-            self.emit(pending.completion())
+    def _emit_all(self, pending: PendingRequest, out: list[events.FileEvent]) -> None:
+        for event in out:
+            if isinstance(event, events.FileDone) and self.pending.pop(pending.internal_id, None) is None:
+                continue  # already finished
+            self.emit(event)
 
     async def watch_deadlines(self) -> None:
         """Past its deadline, each unanswered piece gets a ``timeout`` error: nothing is
@@ -144,17 +130,13 @@ class FileJobs:
             now = time.monotonic()
             for pending in [p for p in self.pending.values() if p.deadline < now and p.count is not None]:
                 log.warning("request_timed_out", request_id=pending.internal_id)
-                for message in pending.expire():
-                    self.emit(message)
-                self._finish(pending)
+                self._emit_all(pending, pending.expire())
 
     def fail_inflight(self, code: ErrorCode, message: str) -> None:
         """Answer every queued, unanswered piece with an error now: after a Redis outage
         their jobs or replies may be gone, and a client must not wait for them."""
         for pending in [p for p in self.pending.values() if p.count is not None]:
-            for reply in pending.expire(code, message):
-                self.emit(reply)
-            self._finish(pending)
+            self._emit_all(pending, pending.expire(code, message))
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

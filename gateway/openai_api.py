@@ -25,11 +25,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from gateway import event_metrics, events
 from gateway.context import GatewayContext
 from gateway.files import FileJobs
 from gateway.model_loading import validate_model_name
 from gateway.openai_errors import OpenAIError
-from shared import metrics, models, subtitles
+from shared import models, subtitles
 from shared.heartbeats import live_workers
 from shared.protocol import ProtocolError, too_large_message
 from shared.redis_keys import new_reply_channel
@@ -228,21 +229,22 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
 
 
 class FileRun:
-    """One request's file through FileJobs on its own reply channel."""
+    """One request's file through FileJobs on its own reply channel; its typed events are
+    this endpoint's to render."""
 
     def __init__(self, ctx: GatewayContext, request: AudioRequest) -> None:
         self.ctx = ctx
         self.request = request
         self.channel = new_reply_channel()
-        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.events: asyncio.Queue[events.FileEvent] = asyncio.Queue()
         self.files = FileJobs(ctx, self.channel, self._emit, max_inflight=1)
         self.pieces_total = 0
         self.duration_s = 0.0
         self._watchdog: asyncio.Task[None] | None = None
 
-    def _emit(self, message: dict[str, Any]) -> None:
-        metrics.record_client_message(message)  # counted like the messages /ws sends
-        self.messages.put_nowait(message)
+    def _emit(self, event: events.FileEvent) -> None:
+        event_metrics.record(event)  # counted like what the WebSocket protocols send
+        self.events.put_nowait(event)
 
     async def start(self) -> None:
         """Subscribe, then hand the audio over; raise OpenAIError if refused at once (the
@@ -274,25 +276,30 @@ class FileRun:
         """Until the audio service has decoded and queued the file (so a file ffmpeg cannot
         read still gets a proper HTTP status, also when streaming)."""
         while True:
-            message = await self.messages.get()
-            if message.get("type") == "error":
-                raise OpenAIError.from_code(str(message.get("code")), str(message.get("message")))
-            if message.get("type") == "status" and message.get("message") == "Audio queued":
-                self.pieces_total = int(message.get("pieces") or 0)
-                self.duration_s = float(message.get("duration_s") or 0.0)
-                return
+            match await self.events.get():
+                case (
+                    events.FileRefused(code=code, message=message)
+                    | events.PieceFailed(code=code, message=message)
+                ):
+                    raise OpenAIError.from_code(code, message)
+                case events.FileQueued(pieces=pieces, duration_s=duration_s):
+                    self.pieces_total = pieces
+                    self.duration_s = duration_s
+                    return
 
     async def pieces(self) -> AsyncIterator[dict[str, Any]]:
         """Each piece's final transcript in file order; a failed piece raises OpenAIError."""
         while True:
-            message = await self.messages.get()
-            kind = message.get("type")
-            if kind == "transcript" and message.get("final"):
-                yield message
-            elif kind == "error":
-                raise OpenAIError.from_code(str(message.get("code")), str(message.get("message")))
-            elif kind == "status" and message.get("message") == "Processing complete":
-                return
+            match await self.events.get():
+                case events.PieceDone(message=message):
+                    yield message
+                case (
+                    events.PieceFailed(code=code, message=message)
+                    | events.FileRefused(code=code, message=message)
+                ):
+                    raise OpenAIError.from_code(code, message)
+                case events.FileDone():
+                    return
 
 
 class OpenAIAudioAPI:

@@ -1,5 +1,8 @@
 """Bookkeeping for one uploaded file: its pieces come back from different workers in any
-order, and the client gets them in file order, then one "Processing complete"."""
+order, and the client gets them in file order, then :class:`gateway.events.FileDone`.
+
+Pure: replies in, typed events out; the caller passes the clock.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import events
+from gateway.worker_reply import WorkerReply
 from shared import protocol
-from shared.jobs import client_view
 
 
 @dataclass
@@ -16,25 +20,31 @@ class PendingRequest:
     internal_id: str
     client_request_id: str | None
     deadline: float
+    source: str = "upload"
     received_at: float = field(default_factory=time.monotonic)
     count: int | None = None
     duration_s: float = 0.0
     utterance_ids: list[str] = field(default_factory=list)
     next_index: int = 0
-    _buffer: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _buffer: dict[int, events.PieceDone | events.PieceFailed] = field(default_factory=dict)
 
-    def add(self, reply: dict[str, Any]) -> list[dict[str, Any]]:
-        """Take one worker reply; return the client messages now ready, in order."""
-        if self.count is None and isinstance(reply.get("count"), int):
-            self.count = reply["count"]
-        index = reply.get("index")
-        if isinstance(index, int) and index >= self.next_index:
-            self._buffer[index] = reply
-        ready = []
-        while self.next_index in self._buffer:
-            ready.append(self._client_message(self._buffer.pop(self.next_index)))
-            self.next_index += 1
-        return ready
+    def queued(self, pieces: list[str], duration_s: float) -> list[events.FileEvent]:
+        """The audio service decoded and queued the file as these pieces."""
+        self.utterance_ids = pieces
+        self.duration_s = duration_s
+        self.count = len(pieces)
+        out: list[events.FileEvent] = [events.FileQueued(self.client_request_id, self.count, duration_s)]
+        if not pieces:  # no speech: say so rather than send silence to the model
+            out.append(events.PieceDone(self.client_request_id, 0, self._no_speech_transcript()))
+        return out + self._finish_if_done()
+
+    def add(self, reply: WorkerReply, now: float | None = None) -> list[events.FileEvent]:
+        """Take one worker reply; return the events now ready, in order."""
+        if self.count is None and reply.count is not None:
+            self.count = reply.count
+        if reply.index >= self.next_index and reply.index not in self._buffer:
+            self._buffer[reply.index] = self._piece(reply, time.monotonic() if now is None else now)
+        return self._release()
 
     @property
     def done(self) -> bool:
@@ -44,45 +54,52 @@ class PendingRequest:
         self,
         code: protocol.ErrorCode = protocol.ErrorCode.TIMEOUT,
         message: str = "No result arrived in time for this piece",
-    ) -> list[dict[str, Any]]:
+    ) -> list[events.FileEvent]:
         """Past the deadline: every piece not yet answered gets a ``timeout`` error (or
         ``code``: e.g. ``redis_unavailable`` when its reply may have been lost)."""
         count = self.count if self.count is not None else max(len(self.utterance_ids), self.next_index + 1)
-        out = []
         for index in range(self.next_index, count):
             utterance_id = self.utterance_ids[index] if index < len(self.utterance_ids) else None
             self._buffer.setdefault(
-                index,
-                protocol.error(code, message, utterance_id=utterance_id),
+                index, events.PieceFailed(self.client_request_id, index, utterance_id, str(code), message)
             )
         self.count = count
-        out.extend(self.add({}))
-        return out
+        return self._release()
 
-    def _client_message(self, reply: dict[str, Any]) -> dict[str, Any]:
-        message = client_view(reply)
-        if self.client_request_id is not None:
-            message["request_id"] = self.client_request_id
-        if message.get("type") == "transcript":
-            message["latency_ms"] = round((time.monotonic() - self.received_at) * 1000)
-        return message
+    def _release(self) -> list[events.FileEvent]:
+        out: list[events.FileEvent] = []
+        while self.next_index in self._buffer:
+            out.append(self._buffer.pop(self.next_index))
+            self.next_index += 1
+        return out + self._finish_if_done()
 
-    def no_speech_transcript(self, source: str) -> dict[str, Any]:
+    def _finish_if_done(self) -> list[events.FileEvent]:
+        return [events.FileDone(self.client_request_id)] if self.done else []
+
+    def _piece(self, reply: WorkerReply, now: float) -> events.PieceDone | events.PieceFailed:
+        if reply.is_error:
+            utterance_id = reply.message.get("utterance_id")
+            return events.PieceFailed(
+                self.client_request_id,
+                reply.index,
+                str(utterance_id) if utterance_id is not None else None,
+                reply.code,
+                reply.text,
+            )
+        message: dict[str, Any] = dict(reply.message)
+        message["latency_ms"] = round((now - self.received_at) * 1000)
+        return events.PieceDone(self.client_request_id, reply.index, message)
+
+    def _no_speech_transcript(self) -> dict[str, Any]:
         """The one final of a file in which the speech detector found no speech."""
-        message = protocol.transcript(
+        return protocol.transcript(
             "",
             final=True,
             utterance_id=self.internal_id,
             language=None,
-            source=source,
+            source=self.source,
             start=0.0,
             end=self.duration_s,
             no_speech=True,
             latency_ms=round((time.monotonic() - self.received_at) * 1000),
         )
-        if self.client_request_id is not None:
-            message["request_id"] = self.client_request_id
-        return message
-
-    def completion(self) -> dict[str, Any]:
-        return protocol.status("Processing complete", processing=False, request_id=self.client_request_id)

@@ -7,24 +7,26 @@ from collections.abc import Callable
 import structlog
 from starlette.websockets import WebSocket
 
+from gateway.connection import Connection, ProtocolHandler
 from gateway.context import GatewayContext
 from gateway.origins import origin_allowed
-from gateway.session import Session
+from gateway.session import BrowserProtocol
 from shared import protocol
+from shared.errors import ErrorCode, close_code
 
 log = structlog.get_logger()
 
 #: "Try again later": the server is at its connection limit.
-CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_TRY_AGAIN_LATER = close_code(ErrorCode.TOO_MANY_CLIENTS)
 #: A page from a foreign origin (refused before the handshake completes: HTTP 403).
-CLOSE_POLICY_VIOLATION = 1008
+CLOSE_POLICY_VIOLATION = close_code(ErrorCode.ORIGIN_NOT_ALLOWED)
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    await serve(websocket, Session)
+    await serve(websocket, BrowserProtocol)
 
 
-async def serve(websocket: WebSocket, session_class: Callable[[WebSocket, GatewayContext], Session]) -> None:
+async def serve(websocket: WebSocket, handler: Callable[[Connection], ProtocolHandler]) -> None:
     """Origin check, connection limit and bookkeeping shared by ``/ws`` and ``/v1/realtime``."""
     ctx: GatewayContext = websocket.app.state.ctx
     if not origin_allowed(
@@ -46,7 +48,7 @@ async def serve(websocket: WebSocket, session_class: Callable[[WebSocket, Gatewa
     ctx.connections += 1
     log.info("client_connected", connections=ctx.connections)
     try:
-        await session_class(websocket, ctx).run()
+        await Connection(websocket, ctx, handler).run()
     finally:
         ctx.connections -= 1
         log.info("client_disconnected", connections=ctx.connections)

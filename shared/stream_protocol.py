@@ -77,6 +77,13 @@ class Configure(_Message):
     format: str | None = None
     vad: VadSettings | None = None
 
+    def changes(self) -> set[str]:
+        return set(self.model_fields_set) - {"type"}
+
+    def to_json(self) -> str:
+        """Only the fields set travel, so that absent means "unchanged"."""
+        return self.model_dump_json(include=self.changes() | {"type"})
+
 
 Control = Annotated[Stop | Commit | Clear | Configure, Field(discriminator="type")]
 

@@ -11,10 +11,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from audio_service.pcm_input import G711_ALAW, G711_ULAW, PCM16_24K
 from gateway.model_loading import validate_request
 from gateway.openai_api import OPENAI_MODEL_NAMES
+from shared.audio_format import G711_ALAW, G711_ULAW, PCM16_24K
 from shared.protocol import ProtocolError
+from shared.stream_protocol import VadSettings
 
 #: GA ``audio.input.format.type`` and beta ``input_audio_format`` -> the audio service's raw format.
 GA_FORMATS = {"audio/pcm": PCM16_24K, "audio/pcmu": G711_ULAW, "audio/pcma": G711_ALAW}
@@ -49,19 +50,17 @@ class TranscriptionConfig:
     def served_model(self, default_model: str) -> str:
         return default_model if self.model in OPENAI_MODEL_NAMES else self.model
 
-    def stream_options(self) -> dict[str, Any]:
-        """The audio service's stream settings (see :mod:`audio_service.streams`)."""
+    def vad(self) -> VadSettings:
+        """The audio service's speech detection for this session (:mod:`shared.stream_protocol`);
+        no turn detection: utterances end only on a commit."""
         td = self.turn_detection
-        vad = (
-            {"threshold": 0.5, "pause_s": None, "preroll_s": 0.3}
-            if td is None
-            else {
-                "threshold": td.threshold,
-                "pause_s": td.silence_duration_ms / 1000,
-                "preroll_s": td.prefix_padding_ms / 1000,
-            }
+        if td is None:
+            return VadSettings(threshold=0.5, pause_s=None, preroll_s=0.3)
+        return VadSettings(
+            threshold=td.threshold,
+            pause_s=td.silence_duration_ms / 1000,
+            preroll_s=td.prefix_padding_ms / 1000,
         )
-        return {"prompt": self.prompt, "vad": vad, "speech_events": True}
 
     # --- rendering -----------------------------------------------------------------------
 

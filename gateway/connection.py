@@ -1,0 +1,215 @@
+"""One client WebSocket connection, whatever its protocol: its reply channel, outbox,
+rate limit, files, live recording and Redis-state handling.
+
+A protocol is composed in, not subclassed: a :class:`ProtocolHandler` parses the client's
+frames and calls the connection's operations (accept a file, start a recording, …), and
+renders the typed :mod:`gateway.events` that the connection, its files and its recording
+emit into its own messages. ``/ws`` is :class:`gateway.session.BrowserProtocol`,
+``/v1/realtime`` :class:`gateway.realtime.session.RealtimeProtocol`; another live
+protocol is one more handler (and renderer) and its route.
+
+Messages to the client go through one outbox and one sender task, so replies from
+pub/sub, progress and errors never interleave mid-frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+import structlog
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway import event_metrics, events
+from gateway.context import GatewayContext
+from gateway.files import FileJobs
+from gateway.ratelimit import RateLimiter, Verdict
+from gateway.recording import Recording
+from shared.protocol import ErrorCode
+from shared.redis_keys import new_reply_channel
+
+log = structlog.get_logger()
+
+MAX_INFLIGHT_FILES = 5
+
+#: Policy violation: the client floods the connection.
+CLOSE_POLICY_VIOLATION = 1008
+
+
+class ProtocolHandler(Protocol):
+    async def opened(self) -> None:
+        """The connection is set up; a protocol may greet the client."""
+
+    def rate_exempt(self, message: dict[str, Any]) -> bool:
+        """Whether a frame is the audio stream itself (not counted against the rate limit)."""
+
+    async def on_text(self, text: str) -> None: ...
+
+    async def on_binary(self, data: bytes) -> None: ...
+
+    def render(self, event: events.Event) -> list[dict[str, Any]]:
+        """The protocol's messages for one event (none for an event it has no use for)."""
+
+
+class Connection:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        ctx: GatewayContext,
+        handler: Callable[[Connection], ProtocolHandler],
+    ) -> None:
+        self.ws = websocket
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.reply_channel = new_reply_channel()
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.files = FileJobs(ctx, self.reply_channel, self.emit, max_inflight=MAX_INFLIGHT_FILES)
+        self.recording: Recording | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.limiter = RateLimiter(ctx.settings.rate_limit_per_minute, ctx.settings.rate_limit_grace)
+        self.handler = handler(self)
+
+    # --- what handlers use ------------------------------------------------------------
+
+    def emit(self, event: events.Event) -> None:
+        event_metrics.record(event)
+        for message in self.handler.render(event):
+            self.outbox.put_nowait(message)
+
+    def push(self, message: dict[str, Any]) -> None:
+        """A protocol's own message that no event stands for (pong, session.updated, …)."""
+        self.outbox.put_nowait(message)
+
+    def error(self, code: ErrorCode | str, message: str, **fields: Any) -> None:
+        self.emit(events.RequestError.of(code, message, **fields))
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def recording_live(self) -> bool:
+        return self.recording is not None and self.recording.live
+
+    async def start_recording(self, **options: Any) -> Recording:
+        """A new live recording on this connection (see :class:`Recording` for ``options``);
+        a previous, finished one releases its audio-service connection first."""
+        if self.recording is not None:
+            await self.recording.close()
+            self.recording = None
+        recording = Recording(self.ctx, self.reply_channel, self.emit, **options)
+        await recording.start()
+        self.recording = recording
+        return recording
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.ctx.router.register(self.reply_channel, self._on_reply)
+        self.ctx.router.add_listener(self._on_redis_state)
+        background = [
+            asyncio.create_task(self._send_forever()),
+            asyncio.create_task(self.files.watch_deadlines()),
+            asyncio.create_task(self._watch_recording()),
+        ]
+        try:
+            await self.handler.opened()
+            await self._receive_forever()
+        finally:
+            self.ctx.router.remove_listener(self._on_redis_state)
+            await self.ctx.router.unregister(self.reply_channel)
+            if self.recording is not None:
+                await self.recording.close()
+            await self.files.aclose()
+            for task in (*self._tasks, *background):
+                task.cancel()
+            for task in (*self._tasks, *background):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _receive_forever(self) -> None:
+        while True:
+            try:
+                message = await self.ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            verdict = Verdict.ALLOW if self.handler.rate_exempt(message) else await self._rate_verdict()
+            if verdict is Verdict.CLOSE:
+                return
+            if verdict is Verdict.REFUSE:
+                continue
+            try:
+                if message.get("text") is not None:
+                    await self.handler.on_text(message["text"])
+                elif message.get("bytes") is not None:
+                    await self.handler.on_binary(message["bytes"])
+            except Exception:
+                # A defect met by one message must not end the connection (and the
+                # recording and files in flight on it): report it and read the next.
+                log.exception("message_handling_failed")
+                self.error(
+                    ErrorCode.INTERNAL_ERROR, "This message could not be handled; the connection stays open"
+                )
+
+    async def _rate_verdict(self) -> Verdict:
+        """Apply the rate limit: a refused message is answered ``rate_limited`` (and not
+        parsed); on CLOSE the connection has been closed for flooding."""
+        verdict = self.limiter.check()
+        if verdict is Verdict.ALLOW:
+            return verdict
+        closing = verdict is Verdict.CLOSE
+        self.error(
+            ErrorCode.RATE_LIMITED,
+            f"More than {self.settings.rate_limit_per_minute} messages in a minute; "
+            + ("the connection is closed" if closing else "this one was refused"),
+        )
+        if closing:
+            await self._close(CLOSE_POLICY_VIOLATION)
+        return verdict
+
+    async def _close(self, code: int) -> None:
+        """Close after the queued replies are out (bounded wait), so the client sees why."""
+        for _ in range(50):
+            if self.outbox.empty():
+                break
+            await asyncio.sleep(0.02)
+        with contextlib.suppress(Exception):
+            await self.ws.close(code)
+
+    async def _send_forever(self) -> None:
+        while True:
+            message = await self.outbox.get()
+            try:
+                await self.ws.send_json(message)
+            except Exception:
+                return  # the client went away; receive() will notice
+
+    def _on_reply(self, reply: dict[str, Any]) -> None:
+        if self.recording is not None and self.recording.on_reply(reply):
+            return
+        self.files.on_reply(reply)  # late replies to finished requests are dropped there
+
+    def _on_redis_state(self, state: str) -> None:
+        """Tell the client while Redis is away; once back, answer what was in flight with
+        an error (replies published meanwhile are lost), so nothing waits forever."""
+        connected = state == "reconnected"
+        self.emit(events.RedisState(connected))
+        if not connected:
+            return
+        message = "Redis restarted while this was in flight; send it again"
+        self.files.fail_inflight(ErrorCode.REDIS_UNAVAILABLE, message)
+        if self.recording is not None and self.recording.live:
+            self.recording.expire(time.monotonic(), -1.0, ErrorCode.REDIS_UNAVAILABLE, message)
+
+    async def _watch_recording(self) -> None:
+        max_wait = self.settings.job_ttl_s + self.settings.job_timeout_s
+        while True:
+            await asyncio.sleep(2.0)
+            if self.recording is not None:
+                self.recording.expire(time.monotonic(), max_wait)

@@ -1,0 +1,153 @@
+"""OpenAI's Realtime transcription events (``/v1/realtime``) as a renderer of
+:mod:`gateway.events`.
+
+- speech start/stop → ``input_audio_buffer.speech_started`` / ``speech_stopped`` (server VAD only)
+- an utterance queued → ``input_audio_buffer.committed`` and ``conversation.item.added``, once per item
+- partial text → ``conversation.item.input_audio_transcription.delta`` (see :mod:`gateway.realtime.deltas`)
+- final text → the last ``delta``, ``...completed``, ``conversation.item.done``
+- an utterance failed → ``...failed``; any other error → ``error``
+- Redis lost → ``error`` ``redis_unavailable``; recording and file statuses have no counterpart
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import events
+from gateway.realtime import events as rt
+from gateway.realtime.deltas import DeltaTracker
+from shared.protocol import ErrorCode
+
+
+@dataclass
+class RealtimeRenderer:
+    server_vad: Callable[[], bool]  # whether the session uses turn detection now
+    deltas: DeltaTracker = field(default_factory=DeltaTracker)
+    _items: dict[int, str] = field(default_factory=dict)  # utterance index -> item id
+    _committed: set[int] = field(default_factory=set)
+    _last_item: str | None = None
+
+    def new_recording(self) -> None:
+        """Utterance numbers start again with a new stream; the items so far stay named."""
+        self._items.clear()
+        self._committed.clear()
+
+    def render(self, event: events.Event) -> list[dict[str, Any]]:
+        match event:
+            case events.SpeechStarted():
+                self._items[event.index] = rt.new_id("item")  # a fresh item, also after a dropped blip
+                if not self.server_vad():
+                    return []
+                return [
+                    rt.event(
+                        "input_audio_buffer.speech_started",
+                        item_id=self._items[event.index],
+                        audio_start_ms=event.audio_ms,
+                    )
+                ]
+            case events.SpeechStopped():
+                out = []
+                if self.server_vad():
+                    out.append(
+                        rt.event(
+                            "input_audio_buffer.speech_stopped",
+                            item_id=self._item(event.index),
+                            audio_end_ms=event.audio_ms,
+                        )
+                    )
+                if not event.kept:  # too short to be speech: no item follows
+                    self.deltas.forget(self._items.pop(event.index, ""))
+                return out
+            case events.UtteranceQueued():
+                return self._commit(event.index)
+            case events.UtteranceCleared():
+                self.deltas.forget(self._items.pop(event.index, ""))
+                return []
+            case events.CommitEmpty():
+                return [
+                    rt.error(
+                        "input_audio_buffer_commit_empty",
+                        "Nothing to commit: no speech since the last commit",
+                    )
+                ]
+            case events.PartialText():
+                return self._partial(event)
+            case events.FinalText():
+                return self._final(event)
+            case events.UtteranceFailed():
+                out = self._commit(event.index)
+                item_id = self._item(event.index)
+                self.deltas.forget(item_id)
+                error = {"type": "server_error", "code": event.code, "message": event.message, "param": None}
+                return [
+                    *out,
+                    rt.event(
+                        "conversation.item.input_audio_transcription.failed",
+                        item_id=item_id,
+                        content_index=0,
+                        error=error,
+                    ),
+                ]
+            case events.RecordingFailed() | events.FileRefused() | events.PieceFailed():
+                return [rt.error(event.code, event.message)]
+            case events.RequestError():
+                return [rt.error(event.code, event.message, param=event.param, event_id=event.event_id)]
+            case events.RedisState(connected=False):
+                return [rt.error(ErrorCode.REDIS_UNAVAILABLE, "reconnecting", status=503)]
+        return []
+
+    def _item(self, index: int) -> str:
+        if index not in self._items:
+            self._items[index] = rt.new_id("item")
+        return self._items[index]
+
+    def _commit(self, index: int) -> list[dict[str, Any]]:
+        """``committed`` and ``conversation.item.added`` once per item, before its results."""
+        if index in self._committed:
+            return []
+        item_id = self._item(index)
+        self._committed.add(index)
+        out = [
+            rt.event("input_audio_buffer.committed", item_id=item_id, previous_item_id=self._last_item),
+            rt.event(
+                "conversation.item.added",
+                item=rt.user_item(item_id, None, "completed"),
+                previous_item_id=self._last_item,
+            ),
+        ]
+        self._last_item = item_id
+        return out
+
+    def _partial(self, event: events.PartialText) -> list[dict[str, Any]]:
+        item_id = self._items.get(event.index)
+        if item_id is None and not self.server_vad():
+            item_id = self._item(event.index)  # no speech events without VAD: name it now
+        if item_id is None:
+            return []  # its audio was cleared
+        delta = self.deltas.partial(item_id, event.text, whole=event.whole)
+        return [] if delta is None else [self._delta(item_id, delta)]
+
+    def _final(self, event: events.FinalText) -> list[dict[str, Any]]:
+        out = self._commit(event.index)
+        item_id = self._item(event.index)
+        if (delta := self.deltas.final(item_id, event.text)) is not None:
+            out.append(self._delta(item_id, delta))
+        out.append(
+            rt.event(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=item_id,
+                content_index=0,
+                transcript=event.text,
+                usage={"type": "duration", "seconds": round(event.seconds, 3)},
+            )
+        )
+        out.append(rt.event("conversation.item.done", item=rt.user_item(item_id, event.text, "completed")))
+        return out
+
+    @staticmethod
+    def _delta(item_id: str, delta: str) -> dict[str, Any]:
+        return rt.event(
+            "conversation.item.input_audio_transcription.delta", item_id=item_id, content_index=0, delta=delta
+        )
