@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import fakeredis
 import numpy as np
 import pytest
 
 from audio_service.decoder import SAMPLE_RATE
 from audio_service.splitter import split
-from gateway.pending import PendingRequest
 from shared import codec, models, protocol
 from shared.config import Settings, mask_url_password
 from shared.heartbeats import WorkerInfo, live_workers, publish_heartbeat
@@ -97,26 +94,6 @@ def test_splitter_no_speech_no_pieces() -> None:
     rng = np.random.default_rng(1)
     assert split(np.zeros(SAMPLE_RATE * 5, dtype=np.float32), 30) == []
     assert split((rng.normal(0, 0.001, SAMPLE_RATE * 40)).astype(np.float32), 30) == []
-
-
-def test_pending_request_releases_pieces_in_order() -> None:
-    pending = PendingRequest("id", "client", deadline=time.monotonic() + 60)
-    reply = {"type": "transcript", "transcript": "b", "count": 3, "request_id": "id", "kind": "final"}
-    assert pending.add({**reply, "index": 1}) == []
-    first = pending.add({**reply, "transcript": "a", "index": 0})
-    assert [m["transcript"] for m in first] == ["a", "b"]
-    assert all("count" not in m and m["request_id"] == "client" for m in first)
-    assert not pending.done
-    pending.add({**reply, "transcript": "c", "index": 2})
-    assert pending.done
-
-
-def test_pending_request_expiry_reports_every_missing_piece() -> None:
-    pending = PendingRequest("id", None, deadline=0.0, count=3, utterance_ids=["u0", "u1", "u2"])
-    pending.add({"type": "transcript", "transcript": "a", "index": 0, "count": 3})
-    errors = pending.expire()
-    assert [(e["code"], e["utterance_id"]) for e in errors] == [("timeout", "u1"), ("timeout", "u2")]
-    assert pending.done
 
 
 async def test_heartbeats_show_live_workers_only() -> None:
