@@ -27,6 +27,7 @@ from gateway.realtime.config import (
     apply_ga_update,
     default_config,
 )
+from gateway.recording import Recording
 from gateway.renderers.realtime import RealtimeRenderer
 from gateway.ws import serve
 from shared import metrics, protocol
@@ -143,7 +144,7 @@ class RealtimeProtocol:
             recording = await self._start()
         await recording.feed(data)
 
-    async def _start(self) -> Any:
+    async def _start(self) -> Recording:
         """The stream opens with the first audio, with the settings in force then."""
         self.renderer.new_recording()
         return await self.conn.start_recording(
