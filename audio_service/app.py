@@ -30,13 +30,15 @@ from audio_service.splitter import split
 from audio_service.streams import stream_endpoint
 from shared import codec, metrics
 from shared.config import Settings, get_settings
+from shared.errors import ErrorCode, http_status, parse_code
 from shared.jobs import TranscriptionJob
 
 log = structlog.get_logger()
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+def _error(code: ErrorCode, message: str) -> JSONResponse:
+    """The status comes from the service's error table, so the gateway and this hop agree."""
+    return JSONResponse({"code": code, "message": message}, status_code=http_status(code))
 
 
 def _decode_hints(req: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def decode_file(request: Request) -> JSONResponse:
         body = await request.body()
         if len(body) > settings.max_audio_bytes + 64 * 1024:
-            return _error(413, "audio_too_large", "Request body over the audio limit")
+            return _error(ErrorCode.AUDIO_TOO_LARGE, "Request body over the audio limit")
         try:
             req: dict[str, Any] = codec.loads(body)
             audio = req["audio"]
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if not isinstance(audio, bytes) or not isinstance(reply_channel, str):
                 raise TypeError
         except Exception:
-            return _error(400, "invalid_message", "Body must be msgpack with 'audio' and 'reply_channel'")
+            return _error(ErrorCode.INVALID_MESSAGE, "Body must be msgpack with 'audio' and 'reply_channel'")
         request_id = str(req.get("request_id") or uuid.uuid4().hex)
         structlog.contextvars.bind_contextvars(request_id=request_id)  # this request's task only
         waiting = await asyncio.to_thread(queue.length)
@@ -77,15 +79,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Back-pressure rather than an unbounded queue: the client may retry shortly.
             log.warning("queue_full", request_id=request_id, waiting=waiting)
             message = f"The transcription queue is full ({waiting} jobs waiting); try again shortly"
-            return _error(429, "busy", message)
+            return _error(ErrorCode.BUSY, message)
         log.info("audio_processing_started", request_id=request_id, bytes=len(audio))
         t0 = time.perf_counter()
         try:
             decoded = await decode(audio, max_seconds=settings.max_audio_seconds)
         except DecodeError as exc:
             log.info("audio_rejected", request_id=request_id, code=exc.code)
-            status = 413 if exc.code == "audio_too_long" else 422
-            rejected = _error(status, exc.code, exc.message)
+            rejected = _error(parse_code(exc.code, ErrorCode.INVALID_AUDIO), exc.message)
             rejected.background = BackgroundTask(refill_spare)
             return rejected
         decode_s = time.perf_counter() - t0

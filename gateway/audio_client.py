@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 
 from shared import codec
-from shared.protocol import ErrorCode, ProtocolError
+from shared.errors import ErrorCode, parse_code
+from shared.protocol import ProtocolError
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,9 @@ class AudioServiceClient:
             ) from exc
         data = _json(response)
         if response.status_code != 200:
-            code = str(data.get("code") or "")
-            known = code in ErrorCode._value2member_map_
+            code = data.get("code")
             message = str(data.get("message") or "The audio service failed")
-            raise ProtocolError(ErrorCode(code) if known else ErrorCode.INTERNAL_ERROR, message)
+            raise ProtocolError(parse_code(code if isinstance(code, str) else None), message)
         return SubmittedFile(data["request_id"], float(data["duration_s"]), list(data["pieces"]))
 
 

@@ -21,13 +21,14 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.openai_errors import OpenAIError
+from shared.errors import ErrorCode, close_code
 
 PROTECTED_PREFIXES = ("/v1/", "/api/")
 PROTECTED_PATHS = ("/v1", "/api", "/ws")
 #: Subprotocol entries that carry the key: ``bearer.<key>`` or the bare key.
 SUBPROTOCOL_PREFIX = "bearer."
 #: Close code for a refused WebSocket handshake (policy violation; the server answers 403).
-CLOSE_POLICY_VIOLATION = 1008
+CLOSE_POLICY_VIOLATION = close_code(ErrorCode.INVALID_API_KEY)
 
 
 def protected(path: str) -> bool:
@@ -74,8 +75,8 @@ class APIKeyMiddleware:
             if key_matches(bearer_token(scope["headers"]), self.key):
                 await self.app(scope, receive, send)
                 return
-            error = OpenAIError(
-                401, "Invalid or missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
+            error = OpenAIError.from_code(
+                ErrorCode.INVALID_API_KEY, "Invalid or missing API key: send 'Authorization: Bearer <key>'"
             )
             response = error.response()
             response.headers["WWW-Authenticate"] = "Bearer"

@@ -7,26 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from shared.protocol import ErrorCode
-
-#: The service's stable error codes as HTTP statuses and the form field they concern.
-STATUS_BY_CODE: dict[str, tuple[int, str | None]] = {
-    ErrorCode.EMPTY_AUDIO: (400, "file"),
-    ErrorCode.INVALID_AUDIO: (415, "file"),
-    ErrorCode.AUDIO_TOO_LARGE: (413, "file"),
-    ErrorCode.AUDIO_TOO_LONG: (413, "file"),
-    ErrorCode.UNKNOWN_MODEL: (400, "model"),
-    ErrorCode.UNSUPPORTED_LANGUAGE: (400, "language"),
-    ErrorCode.UNSUPPORTED_TASK: (400, "model"),
-    ErrorCode.INVALID_FIELD: (400, None),
-    ErrorCode.MISSING_FIELD: (400, None),
-    ErrorCode.BUSY: (429, None),
-    ErrorCode.TOO_MANY_CLIENTS: (429, None),
-    ErrorCode.NO_WORKERS: (503, None),
-    ErrorCode.MODEL_UNAVAILABLE: (503, "model"),
-    ErrorCode.AUDIO_SERVICE_UNAVAILABLE: (503, None),
-    ErrorCode.TIMEOUT: (504, None),
-}
+from shared.errors import parse_code, spec
 
 
 class OpenAIError(Exception):
@@ -39,8 +20,10 @@ class OpenAIError(Exception):
 
     @classmethod
     def from_code(cls, code: str, message: str) -> OpenAIError:
-        status, param = STATUS_BY_CODE.get(code, (500, None))
-        return cls(status, message, param=param, code=str(code))
+        """Status and ``param`` from the service's error table; a code this gateway does not
+        know (a newer worker's) is reported as it came, with the status of an internal error."""
+        entry = spec(parse_code(code))
+        return cls(entry.status, message, param=entry.param, code=str(code))
 
     def body(self) -> dict[str, dict[str, str | None]]:
         return {

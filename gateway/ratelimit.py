@@ -4,7 +4,7 @@ Counts the messages a client chose to send (commands and whole-file binary frame
 the audio chunks of a live recording: MediaRecorder's 250 ms chunks alone are 240 a
 minute. Over the limit a message is refused with ``rate_limited``; a client that keeps
 going after ``grace`` refusals in one window is flooding, and its connection is closed
-with 1008 (policy violation).
+with :data:`CLOSE_CODE` (1008, policy violation).
 """
 
 from __future__ import annotations
@@ -12,6 +12,11 @@ from __future__ import annotations
 import time
 from collections import deque
 from enum import Enum
+
+from shared.errors import ErrorCode, close_code
+
+#: What a flooding connection is closed with (on :attr:`Verdict.CLOSE`), from the error table.
+CLOSE_CODE = close_code(ErrorCode.RATE_LIMITED)
 
 
 class Verdict(Enum):

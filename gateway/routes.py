@@ -13,12 +13,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from gateway.context import GatewayContext
 from gateway.model_loading import load_across_pool
 from shared import metrics, models
+from shared.errors import http_status
 from shared.heartbeats import live_workers
 from shared.languages import NAMES
 from shared.protocol import ProtocolError, loads_untrusted
 from shared.redis_keys import QUEUES, queue_key
-
-_ERROR_STATUS = {"unknown_model": 404, "no_workers": 503, "timeout": 504, "model_unavailable": 503}
 
 
 def _ctx(request: Request) -> GatewayContext:
@@ -164,4 +163,6 @@ async def api_load_model(request: Request) -> JSONResponse:
     try:
         return JSONResponse(await load_across_pool(ctx, name))
     except ProtocolError as exc:
-        return JSONResponse({"code": str(exc.code), "message": exc.message}, _ERROR_STATUS.get(exc.code, 400))
+        # The model named is what this request acts on: an unknown one is Not Found (404).
+        status = http_status(exc.code, target=True)
+        return JSONResponse({"code": str(exc.code), "message": exc.message}, status)

@@ -12,40 +12,11 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-
-class ErrorCode(StrEnum):
-    """Stable error codes; clients switch on these, so never rename one."""
-
-    INVALID_JSON = "invalid_json"
-    INVALID_MESSAGE = "invalid_message"
-    UNKNOWN_COMMAND = "unknown_command"
-    MISSING_FIELD = "missing_field"
-    INVALID_FIELD = "invalid_field"
-    INVALID_BASE64 = "invalid_base64"
-    EMPTY_AUDIO = "empty_audio"
-    INVALID_AUDIO = "invalid_audio"
-    AUDIO_TOO_LARGE = "audio_too_large"
-    AUDIO_TOO_LONG = "audio_too_long"
-    UNKNOWN_MODEL = "unknown_model"
-    MODEL_UNAVAILABLE = "model_unavailable"
-    UNSUPPORTED_LANGUAGE = "unsupported_language"
-    UNSUPPORTED_TASK = "unsupported_task"
-    ALREADY_RECORDING = "already_recording"
-    NO_WORKERS = "no_workers"
-    BUSY = "busy"
-    TOO_MANY_CLIENTS = "too_many_clients"
-    TIMEOUT = "timeout"
-    TRANSCRIPTION_FAILED = "transcription_failed"
-    AUDIO_SERVICE_UNAVAILABLE = "audio_service_unavailable"
-    INTERNAL_ERROR = "internal_error"
-    WORKER_LOST = "worker_lost"
-    RATE_LIMITED = "rate_limited"
-    REDIS_UNAVAILABLE = "redis_unavailable"
+from shared.errors import ErrorCode as ErrorCode  # re-exported; its home and its table are there
 
 
 class ProtocolError(Exception):

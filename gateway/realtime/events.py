@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from gateway.openai_errors import STATUS_BY_CODE, error_type
+from gateway.openai_errors import error_type
+from shared.errors import ErrorCode, parse_code, spec
 
 
 def new_id(prefix: str) -> str:
@@ -27,8 +28,9 @@ def error(
 ) -> dict[str, Any]:
     """``RealtimeErrorEvent``: ``error.type`` as on the HTTP API (client mistakes are
     ``invalid_request_error``, ours ``server_error``, from the code's HTTP status);
-    ``error.event_id`` names the client event that caused it."""
-    default_status = STATUS_BY_CODE.get(code, (400, None))[0]
+    ``error.event_id`` names the client event that caused it. OpenAI's own codes that are
+    not the service's (``invalid_value``, ``invalid_type``) are bad fields: client mistakes."""
+    default_status = spec(parse_code(code, ErrorCode.INVALID_FIELD)).status
     return event(
         "error",
         error={
