@@ -23,6 +23,7 @@ from gateway.utterances import UtteranceMachine
 from gateway.worker_reply import WorkerReply
 from shared import metrics
 from shared import stream_protocol as sp
+from shared.errors import parse_code
 from shared.jobs import live_utterance_id
 from shared.protocol import ErrorCode, ProtocolError
 
@@ -94,7 +95,7 @@ class Recording:
             with contextlib.suppress(Exception):
                 await self._ws.close()
             if isinstance(started, sp.StreamError):  # e.g. ``busy``: the queue is full
-                raise ProtocolError(_code(started.code), started.message or "stream refused")
+                raise ProtocolError(parse_code(started.code), started.message or "stream refused")
             raise ProtocolError(ErrorCode.INTERNAL_ERROR, "stream refused")
         self._reader = asyncio.create_task(self._read_audio_service())
         log.info("recording_started", stream_id=self.stream_id)
@@ -212,10 +213,3 @@ class Recording:
             case events.RecordingStopped():
                 self.ended.set()
                 log.info("recording_stopped", stream_id=self.stream_id, finals=event.finals)
-
-
-def _code(text: str) -> ErrorCode:  # TEMP until shared.errors.parse_code lands
-    try:
-        return ErrorCode(text)
-    except ValueError:
-        return ErrorCode.INTERNAL_ERROR
