@@ -26,6 +26,7 @@ fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports  # the service boundaries: [tool.importlinter] in pyproject.toml
 .venv/bin/python -m pytest "$@"
 
 # The compose stack for real (Docker from Debian, images without a registry; 236 s on a
