@@ -36,7 +36,7 @@ def test_more_than_limit_exits_within_the_window_is_a_crash_loop() -> None:
     assert all(isinstance(history.on_exit(t), Restart) for t in (0.0, 10.0, 20.0))
     decision = history.on_exit(30.0)
     assert isinstance(decision, GiveUp)
-    assert "4 time(s) within 60 s" in decision.reason and "more than 3 exit(s)" in decision.reason
+    assert decision.reason == "4 exits within 60 s, a crash loop (more than 3 exit(s) within 60 s)"
     assert history.restarts == 3  # the exit given up on is not a restart
 
 

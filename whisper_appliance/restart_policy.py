@@ -70,8 +70,7 @@ class ExitHistory:
         count = len(self.exits)
         if count > self.policy.limit:
             return GiveUp(
-                f"exited {count} time(s) within {self.policy.window_s:g} s "
-                f"(crash loop: {self.policy.describe()})"
+                f"{count} exits within {self.policy.window_s:g} s, a crash loop ({self.policy.describe()})"
             )
         self.restarts += 1
         delay = min(self.policy.backoff_max_s, self.policy.backoff_s * 2 ** (count - 1))

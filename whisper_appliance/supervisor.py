@@ -63,8 +63,9 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _say(message: str, *, error: bool = False) -> None:
-    print(f"whisper-appliance: {message}", file=sys.stderr if error else sys.stdout, flush=True)
+def _say(message: str, *, stdout: bool = False) -> None:
+    """Supervision events go to stderr with the children's logs; banners to stdout."""
+    print(f"whisper-appliance: {message}", file=sys.stdout if stdout else sys.stderr, flush=True)
 
 
 def describe_exit(code: int | None) -> str:
@@ -157,9 +158,9 @@ class Supervisor:
             self._launch(child)
             url = f"redis://127.0.0.1:{redis_port}/0"
             self.settings = self.settings.model_copy(update={"redis_url": url})
-            _say(f"started embedded Redis at {url}")
+            _say(f"started embedded Redis at {url}", stdout=True)
         else:
-            _say(f"using Redis at {self.settings.masked()['redis_url']}")
+            _say(f"using Redis at {self.settings.masked()['redis_url']}", stdout=True)
         audio_port = free_port()
         common = {"S2T_AUDIO_SERVICE_URL": f"http://127.0.0.1:{audio_port}"}
         self._add(
@@ -173,7 +174,9 @@ class Supervisor:
         for child in self.children:
             if child.proc is None:
                 self._launch(child)
-        _say(f"restart policy: a child that exits is restarted; {self.policy.describe()} stops up")
+        _say(
+            f"restart policy: a child that exits is restarted; {self.policy.describe()} stops up", stdout=True
+        )
 
     def health_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
@@ -198,7 +201,7 @@ class Supervisor:
                 try:
                     self._launch(child)
                 except Exception as exc:  # e.g. Redis not starting: counts as an exit
-                    _say(f"{child.name} could not be started again: {exc}", error=True)
+                    _say(f"{child.name} could not be started again: {exc}")
                     child.proc = None
                     failure = self._on_exit(child, time.monotonic(), code=None)
                     if failure:
@@ -229,9 +232,8 @@ class Supervisor:
             )
         _say(
             f"{child.name} (pid {pid}) exited with {describe_exit(code)}; restarting in "
-            f"{decision.delay_s:g} s (exit {decision.exits_in_window} of at most "
+            f"{decision.delay_s:g} s (restart {decision.exits_in_window} of at most "
             f"{self.policy.limit} within {self.policy.window_s:g} s)",
-            error=True,
         )
         child.restart_at = now + decision.delay_s
         self.last_restart = supervisor_status.LastRestart(child=child.name, exit_code=code, at=time.time())
@@ -337,17 +339,15 @@ def run_up(settings: Settings, *, workers: int, port: int, host: str, model: str
             now = time.monotonic()
             failure = supervisor.tick(now)
             if failure:
-                _say(f"{failure}; stopping", error=True)
+                _say(f"{failure}; stopping")
                 code = 1
                 break
             supervisor.publish_status(now)
             if not ready and supervisor.ready():
                 ready = True
-                _say(
-                    f"ready on http://{host}:{port}/ ({workers} worker(s), model {model})",
-                )
+                _say(f"ready on http://{host}:{port}/ ({workers} worker(s), model {model})", stdout=True)
             time.sleep(TICK_S)
     finally:
-        _say("stopping")
+        _say("stopping", stdout=True)
         supervisor.stop()
     return code
