@@ -15,6 +15,7 @@ from gateway import routes
 from gateway.audio_client import AudioServiceClient
 from gateway.auth import APIKeyMiddleware
 from gateway.context import GatewayContext
+from gateway.live_sessions import LiveSessions
 from gateway.openai_api import OpenAIAudioAPI
 from gateway.openai_errors import http_exception_handler
 from gateway.realtime.session import realtime_endpoint
@@ -33,10 +34,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         router = ReplyRouter(client)
         await router.start()
         audio = AudioServiceClient(settings.audio_service_url)
-        app.state.ctx = GatewayContext(settings=settings, redis=client, router=router, audio=audio)
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        sessions = LiveSessions(settings.resume_window_s, api_key)
+        app.state.ctx = GatewayContext(
+            settings=settings, redis=client, router=router, audio=audio, sessions=sessions
+        )
         try:
             yield
         finally:
+            await sessions.aclose()
             await router.stop()
             await audio.aclose()
             await client.aclose()

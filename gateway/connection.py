@@ -26,9 +26,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway import event_metrics, events
 from gateway.context import GatewayContext
 from gateway.files import FileJobs
+from gateway.live_sessions import LiveSession
 from gateway.ratelimit import RateLimiter, Verdict
 from gateway.recording import Recording
-from shared.protocol import ErrorCode
+from shared.errors import ErrorCode, close_code
+from shared.protocol import ProtocolError
 from shared.redis_keys import new_reply_channel
 
 log = structlog.get_logger()
@@ -36,7 +38,12 @@ log = structlog.get_logger()
 MAX_INFLIGHT_FILES = 5
 
 #: Policy violation: the client floods the connection.
-CLOSE_POLICY_VIOLATION = 1008
+CLOSE_POLICY_VIOLATION = close_code(ErrorCode.RATE_LIMITED)
+#: A client that closes with these meant to leave: its recording ends at once. Any other
+#: end (1006: the connection was lost without a close frame) keeps it resumable.
+CLEAN_CLOSE_CODES = (1000, 1001)
+#: The connection's recording was resumed from another connection (application range).
+CLOSE_SESSION_TAKEN_OVER = 4001
 
 
 class ProtocolHandler(Protocol):
@@ -68,6 +75,8 @@ class Connection:
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.files = FileJobs(ctx, self.reply_channel, self.emit, max_inflight=MAX_INFLIGHT_FILES)
         self.recording: Recording | None = None
+        self.live_session: LiveSession | None = None
+        self._dropped = False  # the connection was lost rather than closed by the client
         self._tasks: set[asyncio.Task[None]] = set()
         self.limiter = RateLimiter(ctx.settings.rate_limit_per_minute, ctx.settings.rate_limit_grace)
         self.handler = handler(self)
@@ -96,15 +105,59 @@ class Connection:
         return self.recording is not None and self.recording.live
 
     async def start_recording(self, **options: Any) -> Recording:
-        """A new live recording on this connection (see :class:`Recording` for ``options``);
-        a previous, finished one releases its audio-service connection first."""
-        if self.recording is not None:
-            await self.recording.close()
-            self.recording = None
-        recording = Recording(self.ctx, self.reply_channel, self.emit, **options)
-        await recording.start()
-        self.recording = recording
+        """A new live recording on this connection (see :class:`Recording` for ``options``),
+        resumable from another connection (:mod:`gateway.live_sessions`); a previous,
+        finished one releases its audio-service connection first."""
+        await self._release_recording()
+        sessions = self.ctx.sessions
+        session, token = sessions.create()
+        recording = Recording(self.ctx, session.sink, **options)
+        session.recording = recording
+        try:
+            await recording.start()
+        except BaseException:
+            await sessions.drop(session)
+            raise
+        sessions.attach(session, self.emit, self)
+        self.recording, self.live_session = recording, session
+        self.emit(
+            events.RecordingStarted(
+                recording.stream_id, recording.model, session.session_id, token, sessions.window_s
+            )
+        )
         return recording
+
+    async def resume_recording(self, session_id: str, token: str, finals_received: int) -> Recording:
+        """Take over a recording started on a connection that dropped (or is dropping):
+        every final this client missed is sent again, in order, once."""
+        if self.recording_live:
+            raise ProtocolError(ErrorCode.ALREADY_RECORDING, "A recording is already running; stop it first")
+        session = self.ctx.sessions.claim(session_id, token)
+        previous = session.owner
+        if isinstance(previous, Connection) and previous is not self:
+            previous.recording, previous.live_session = None, None  # its client is back here
+            previous.spawn_close(CLOSE_SESSION_TAKEN_OVER)
+        await self._release_recording()
+        recording = session.recording
+        assert recording is not None
+        self.ctx.sessions.attach(session, self.emit, self)
+        self.recording, self.live_session = recording, session
+        missed = session.replay(finals_received)
+        self.emit(events.RecordingResumed(session_id, recording.model, recording.bytes_fed, len(missed)))
+        for event in missed:
+            self.emit(event)
+        log.info("recording_resumed", session_id=session_id, replayed=len(missed))
+        return recording
+
+    async def _release_recording(self) -> None:
+        if self.live_session is not None:
+            await self.ctx.sessions.drop(self.live_session)
+        elif self.recording is not None:
+            await self.recording.close()
+        self.recording, self.live_session = None, None
+
+    def spawn_close(self, code: int) -> None:
+        self.spawn(self._close(code))
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -122,8 +175,10 @@ class Connection:
         finally:
             self.ctx.router.remove_listener(self._on_redis_state)
             await self.ctx.router.unregister(self.reply_channel)
-            if self.recording is not None:
-                await self.recording.close()
+            if self.live_session is not None and self._dropped:
+                self.ctx.sessions.park(self.live_session)  # resumable for the window
+            else:
+                await self._release_recording()
             await self.files.aclose()
             for task in (*self._tasks, *background):
                 task.cancel()
@@ -135,9 +190,13 @@ class Connection:
         while True:
             try:
                 message = await self.ws.receive()
-            except (WebSocketDisconnect, RuntimeError):
+            except WebSocketDisconnect as exc:
+                self._dropped = exc.code not in CLEAN_CLOSE_CODES
+                return
+            except RuntimeError:
                 return
             if message["type"] == "websocket.disconnect":
+                self._dropped = message.get("code") not in CLEAN_CLOSE_CODES
                 return
             verdict = Verdict.ALLOW if self.handler.rate_exempt(message) else await self._rate_verdict()
             if verdict is Verdict.CLOSE:
@@ -191,8 +250,6 @@ class Connection:
                 return  # the client went away; receive() will notice
 
     def _on_reply(self, reply: dict[str, Any]) -> None:
-        if self.recording is not None and self.recording.on_reply(reply):
-            return
         self.files.on_reply(reply)  # late replies to finished requests are dropped there
 
     def _on_redis_state(self, state: str) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from gateway.audio_client import AudioServiceClient
+from gateway.live_sessions import LiveSessions
 from gateway.replies import ReplyRouter
 from shared.config import Settings
 
@@ -18,5 +19,6 @@ class GatewayContext:
     redis: aioredis.Redis
     router: ReplyRouter
     audio: AudioServiceClient
+    sessions: LiveSessions
     started_at: float = field(default_factory=time.time)
     connections: int = 0

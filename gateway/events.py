@@ -25,8 +25,26 @@ from shared.protocol import ErrorCode
 
 @dataclass(frozen=True)
 class RecordingStarted:
+    """``session_id`` and ``resume_token`` let a client whose connection drops resume the
+    recording within ``resume_window_s`` (:mod:`gateway.live_sessions`)."""
+
     stream_id: str
     model: str
+    session_id: str | None = None
+    resume_token: str | None = None
+    resume_window_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RecordingResumed:
+    """A new connection took the recording over; the finals it missed follow.
+    ``audio_offset``: bytes of the client's encoded stream received so far: the client
+    sends on from there, so no byte is decoded twice or left out."""
+
+    session_id: str
+    model: str
+    audio_offset: int
+    replayed: int
 
 
 @dataclass(frozen=True)
@@ -203,6 +221,7 @@ class RedisState:
 
 LiveEvent = (
     RecordingStarted
+    | RecordingResumed
     | SpeechStarted
     | SpeechStopped
     | UtteranceCleared

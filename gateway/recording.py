@@ -1,6 +1,7 @@
-"""A live recording on one client connection: bytes go to the audio service over one
-WebSocket per recording (:mod:`shared.stream_protocol`); results come back from the
-workers over pub/sub. Both feed :class:`gateway.utterances.UtteranceMachine`, which
+"""A live recording: bytes go to the audio service over one WebSocket per recording
+(:mod:`shared.stream_protocol`); results come back from the workers over pub/sub, on a
+reply channel of the recording's own (so that it can outlive the client connection it
+started on, see :mod:`gateway.live_sessions`). Both feed :class:`gateway.utterances.UtteranceMachine`, which
 decides what the client sees; its typed events go to ``emit``, to be rendered in the
 client's protocol. This class only does the I/O and the metrics.
 """
@@ -26,6 +27,7 @@ from shared import stream_protocol as sp
 from shared.errors import parse_code
 from shared.jobs import live_utterance_id
 from shared.protocol import ErrorCode, ProtocolError
+from shared.redis_keys import new_reply_channel
 
 log = structlog.get_logger()
 
@@ -43,7 +45,6 @@ class Recording:
     def __init__(
         self,
         ctx: GatewayContext,
-        reply_channel: str,
         emit: Emit,
         *,
         language: str | None,
@@ -57,9 +58,11 @@ class Recording:
         self.ctx = ctx
         self.emit = emit
         self.stream_id = uuid.uuid4().hex
+        self.reply_channel = new_reply_channel()
+        self.bytes_fed = 0  # of the client's encoded stream: where a resumed client goes on
         self.config = sp.StreamConfig(
             stream_id=self.stream_id,
-            reply_channel=reply_channel,
+            reply_channel=self.reply_channel,
             language=language,
             task=task,
             model=model,
@@ -80,6 +83,7 @@ class Recording:
         self._first_partial_seen = False
 
     async def start(self) -> None:
+        await self.ctx.router.register(self.reply_channel, self.on_reply)
         try:
             self._ws = await websockets.connect(
                 stream_url(self.ctx.settings.audio_service_url), open_timeout=5, max_size=2**20
@@ -87,11 +91,13 @@ class Recording:
             await self._ws.send(self.config.to_json())
             started = sp.parse_event(await asyncio.wait_for(self._ws.recv(), 10))
         except (OSError, TimeoutError, websockets.WebSocketException, sp.StreamProtocolError) as exc:
+            await self.ctx.router.unregister(self.reply_channel)
             raise ProtocolError(
                 ErrorCode.AUDIO_SERVICE_UNAVAILABLE,
                 f"The audio service is not reachable ({type(exc).__name__})",
             ) from exc
         if not isinstance(started, sp.Started):
+            await self.ctx.router.unregister(self.reply_channel)
             with contextlib.suppress(Exception):
                 await self._ws.close()
             if isinstance(started, sp.StreamError):  # e.g. ``busy``: the queue is full
@@ -99,7 +105,6 @@ class Recording:
             raise ProtocolError(ErrorCode.INTERNAL_ERROR, "stream refused")
         self._reader = asyncio.create_task(self._read_audio_service())
         log.info("recording_started", stream_id=self.stream_id)
-        self._emit([events.RecordingStarted(self.stream_id, self.model)])
 
     @property
     def live(self) -> bool:
@@ -110,6 +115,7 @@ class Recording:
             return
         with contextlib.suppress(websockets.WebSocketException):  # the reader reports a lost connection
             await self._ws.send(data)
+            self.bytes_fed += len(data)
 
     async def control(self, command: sp.Commit | sp.Clear | sp.Configure) -> None:
         """A mid-stream instruction for the audio service, applied there right behind the
@@ -130,7 +136,8 @@ class Recording:
             await self._ws.send(sp.Stop().to_json())
 
     async def close(self) -> None:
-        """The client has gone (or a new recording replaces this one): drop everything."""
+        """Nobody will take the results any more: drop everything."""
+        await self.ctx.router.unregister(self.reply_channel)
         if self._reader:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -177,13 +184,12 @@ class Recording:
                 return m.commit_empty()
         return []
 
-    def on_reply(self, raw: dict[str, object]) -> bool:
-        """A worker reply, if it belongs to this recording."""
+    def on_reply(self, raw: dict[str, object]) -> None:
+        """A worker reply on this recording's channel."""
         if raw.get("request_id") != self.stream_id:
-            return False
+            return
         reply = WorkerReply.parse(dict(raw))
         self._emit(self.machine.result(reply, time.monotonic(), latency_now=time.time()))
-        return True
 
     def expire(
         self,

@@ -67,6 +67,11 @@ class BrowserProtocol:
                 self.conn.spawn(self._load_model(msg.model_name))
             case protocol.StartRecording():
                 await self._start_recording(msg)
+            case protocol.Resume():
+                recording = await self.conn.resume_recording(
+                    msg.session_id, msg.resume_token, msg.finals_received
+                )
+                self.renderer.model = recording.model
             case protocol.StopRecording():
                 recording = self.conn.recording
                 if recording is None or not recording.live:  # nothing to flush

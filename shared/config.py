@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     max_piece_seconds: float = 30.0
     job_timeout_s: int = 60
     job_ttl_s: int = 600
+    #: How long a live recording whose connection dropped waits to be resumed (gateway/live_sessions.py).
+    resume_window_s: float = 30.0
     max_clients: int = 50
     rate_limit_per_minute: int = 100  # client messages per connection; 0: no limit
     rate_limit_grace: int = 20  # refusals within a minute before the connection is closed (1008)

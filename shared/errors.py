@@ -59,6 +59,8 @@ class ErrorCode(StrEnum):
     REDIS_UNAVAILABLE = "redis_unavailable"
     INVALID_API_KEY = "invalid_api_key"
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    RESUME_EXPIRED = "resume_expired"
+    RESUME_INVALID = "resume_invalid"
 
 
 class CloseCode(IntEnum):
@@ -118,6 +120,9 @@ _TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INVALID_API_KEY: ErrorSpec(401, _POLICY, "Invalid or missing API key"),
     # Refused before the handshake completes, which the client sees as HTTP 403.
     ErrorCode.ORIGIN_NOT_ALLOWED: ErrorSpec(403, _POLICY, "Connections from this origin are not allowed"),
+    # A resume after the window (or to a session this gateway does not hold): start again.
+    ErrorCode.RESUME_EXPIRED: ErrorSpec(410, None, "The live session can no longer be resumed"),
+    ErrorCode.RESUME_INVALID: ErrorSpec(403, None, "The resume token does not match the session"),
 }
 
 

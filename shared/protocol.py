@@ -68,6 +68,15 @@ class StopRecording(_Command):
     command: Literal["stop_recording"]
 
 
+class Resume(_Command):
+    """Continue a recording whose connection dropped (README, "Resuming a recording")."""
+
+    command: Literal["resume"]
+    session_id: str = Field(max_length=64)
+    resume_token: str = Field(max_length=128)
+    finals_received: int = Field(default=0, ge=0)
+
+
 class GetStatus(_Command):
     command: Literal["get_status"]
 
@@ -77,11 +86,19 @@ class Ping(_Command):
 
 
 ClientMessage = Annotated[
-    StartRecording | ProcessAudio | LoadModel | StopRecording | GetStatus | Ping,
+    StartRecording | ProcessAudio | LoadModel | StopRecording | GetStatus | Ping | Resume,
     Field(discriminator="command"),
 ]
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-COMMANDS = ("start_real_recording", "process_audio", "load_model", "stop_recording", "get_status", "ping")
+COMMANDS = (
+    "start_real_recording",
+    "process_audio",
+    "load_model",
+    "stop_recording",
+    "get_status",
+    "ping",
+    "resume",
+)
 
 
 def loads_untrusted(text: str | bytes) -> Any:

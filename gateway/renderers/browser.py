@@ -23,7 +23,24 @@ class BrowserRenderer:
             case events.RecordingStarted():
                 return [
                     protocol.status(
-                        "Recording started", recording=True, model=event.model, stream_id=event.stream_id
+                        "Recording started",
+                        recording=True,
+                        model=event.model,
+                        stream_id=event.stream_id,
+                        session_id=event.session_id,
+                        resume_token=event.resume_token,
+                        resume_window_s=event.resume_window_s,
+                    )
+                ]
+            case events.RecordingResumed():
+                return [
+                    protocol.status(
+                        "Recording resumed",
+                        recording=True,
+                        model=event.model,
+                        session_id=event.session_id,
+                        audio_offset=event.audio_offset,
+                        replayed=event.replayed,
                     )
                 ]
             case events.PartialText() | events.FinalText():
