@@ -25,6 +25,19 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"Speech fixtures not found at {FIXTURES} (set S2T_FIXTURES)")
 
 
+#: The fixtures here that start a redis-server or the whole stack: their tests are slow.
+SERVICE_FIXTURES = frozenset({"redis_url", "stack", "api_stack"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for a service fixture is slow even if its file forgot to say so, so
+    ``-m "not slow"`` can never start a Redis or a stack through these fixtures. Tests that
+    start things themselves (or through a fixture of their own file) carry the mark there."""
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @contextlib.contextmanager
 def private_redis() -> Iterator[str]:
     """A Redis of its own on a free port, stopped afterwards."""

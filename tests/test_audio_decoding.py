@@ -70,6 +70,7 @@ async def test_rejects_non_audio_and_caps_length() -> None:
     assert err.value.code == "audio_too_long"
 
 
+@pytest.mark.slow  # loads the Silero VAD model (in-process, ~0.1 s): models stay out of the fast tier
 async def test_long_recording_split_at_pauses_into_pieces_of_at_most_30s() -> None:
     decoded = await decode(fixture_bytes("osr_us_000_0034"), max_seconds=600)
     audio = decoded.as_float32()

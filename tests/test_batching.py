@@ -27,6 +27,9 @@ from whisper_service import filters, gather
 from whisper_service.backends import DecodeOptions, Transcription
 from whisper_service.backends.faster_whisper_backend import FasterWhisperTranscriber
 
+#: Every test here loads tiny.en or base, or starts a Redis and a worker: the slow tier.
+pytestmark = pytest.mark.slow
+
 #: The settings the worker uses: finals and files with beam search and segment times,
 #: live partials greedy without timestamps.
 FINAL = DecodeOptions(beam_size=5)

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import psutil
+import pytest
 import redis
 from websockets.sync.client import connect
 
@@ -27,6 +28,9 @@ from tests.helpers import (
     stream_live,
     wer,
 )
+
+#: Every test here starts the whole stack and streams live to it: the slow tier.
+pytestmark = pytest.mark.slow
 
 RATE = 16000
 

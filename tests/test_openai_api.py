@@ -18,6 +18,9 @@ from websockets.sync.client import connect
 from tests.conftest import API_KEY, Stack
 from tests.helpers import fixture_bytes, manifest, recv_json, send_json, to_plain_mp4, wer
 
+#: Every test here runs against a stack with an API key (api_stack): the slow tier.
+pytestmark = pytest.mark.slow
+
 JFK_S = 11.0
 
 

@@ -36,6 +36,9 @@ from whisper_service.backends.ct2_convert import (  # noqa: E402
 )
 from whisper_service.backends.openai_whisper_backend import OpenAIWhisperTranscriber  # noqa: E402
 
+#: Every test here loads or converts a Whisper model: the slow tier.
+pytestmark = pytest.mark.slow
+
 JFK = manifest()["jfk"]["reference"]
 ENGLISH = DecodeOptions(language="en", beam_size=5)
 

@@ -155,6 +155,7 @@ def _gateway(redis_url: str, **settings: Any) -> TestClient:
     return TestClient(create_app(Settings(redis_url=redis_url, **settings)))
 
 
+@pytest.mark.slow
 def test_open_without_key_and_503_without_workers(idle_redis: str) -> None:
     with _gateway(idle_redis) as client:
         assert "whisper-1" in [m["id"] for m in client.get("/v1/models").json()["data"]]
@@ -168,6 +169,7 @@ def test_open_without_key_and_503_without_workers(idle_redis: str) -> None:
     assert response.json()["error"]["type"] == "server_error"
 
 
+@pytest.mark.slow
 def test_routing_errors_under_v1_are_openai_shaped(idle_redis: str) -> None:
     with _gateway(idle_redis) as client:
         wrong_method = client.get("/v1/audio/transcriptions")
@@ -178,6 +180,7 @@ def test_routing_errors_under_v1_are_openai_shaped(idle_redis: str) -> None:
     assert elsewhere.status_code == 404 and elsewhere.text == "Not Found"
 
 
+@pytest.mark.slow
 def test_429_when_requests_in_flight_reach_the_limit(idle_redis: str) -> None:
     with _gateway(idle_redis, max_clients=0) as client:
         response = client.post(

@@ -119,6 +119,7 @@ async def next_of(conn: Any, kind: str, timeout: float = 60.0) -> Any:
             return event
 
 
+@pytest.mark.slow
 async def test_jfk_in_real_time_gives_deltas_then_completed(stack: Stack) -> None:
     item = manifest()["jfk"]
     async with client(stack).realtime.connect(model="whisper-1") as conn:
@@ -157,6 +158,7 @@ async def test_jfk_in_real_time_gives_deltas_then_completed(stack: Stack) -> Non
     assert not run.of("error")
 
 
+@pytest.mark.slow
 async def test_pauses_between_fixtures_give_separate_items(stack: Stack) -> None:
     """Two recordings with a pause between them, faster than real time (VAD works in
     stream time): turn detection closes an item at the pause, none spans both."""
@@ -180,6 +182,7 @@ async def test_pauses_between_fixtures_give_separate_items(stack: Stack) -> None
     assert all(stops[e.item_id] <= jfk_end_ms + 700 for e in completed if start_of[e.item_id] < jfk_end_ms)
 
 
+@pytest.mark.slow
 async def test_bad_input_gets_error_events_and_the_session_stays_usable(stack: Stack) -> None:
     async with client(stack).realtime.connect(model="whisper-1") as conn:
         await next_of(conn, "session.created")
@@ -234,6 +237,7 @@ async def test_bad_input_gets_error_events_and_the_session_stays_usable(stack: S
     assert not run.of("error")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["wrong-key", API_KEY])
 async def test_api_key_by_bearer_header(api_stack: Stack, key: str) -> None:
     """The SDK sends ``Authorization: Bearer`` on the WebSocket handshake, as on HTTP."""
@@ -261,6 +265,7 @@ def test_deltas_hold_back_the_cut_word_and_never_contradict_sent_text() -> None:
     assert tracker.final("c", "And so my fellow Americans.") is None
 
 
+@pytest.mark.slow
 async def test_beta_client_with_g711_mulaw(stack: Stack) -> None:
     """The package's beta client (``transcription_session.update``) and telephone audio:
     G.711 mu-law at 8 kHz, expanded and resampled without ffmpeg."""
@@ -286,6 +291,7 @@ async def test_beta_client_with_g711_mulaw(stack: Stack) -> None:
     assert wer(item["reference"], " ".join(e.transcript for e in completed)) <= 0.15, completed
 
 
+@pytest.mark.slow
 async def test_clear_drops_uncommitted_audio(stack: Stack) -> None:
     """Manual turns: audio appended then cleared never becomes text; the stream goes on
     (settings changed mid-stream included) and the next commit has only the new audio."""

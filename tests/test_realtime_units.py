@@ -47,6 +47,7 @@ def test_pcm16_24k_chunks_resample_seamlessly() -> None:
     assert np.corrcoef(reference[:n], one[:n].astype(np.float64))[0, 1] > 0.99
 
 
+@pytest.mark.slow  # loads the Silero VAD model (in-process, ~0.1 s): models stay out of the fast tier
 def test_without_pause_detection_only_a_commit_ends_the_utterance() -> None:
     pcm = fixture_pcm("jfk")
     segmenter = Segmenter(SegmenterOptions(pause_s=math.inf))
@@ -58,6 +59,7 @@ def test_without_pause_detection_only_a_commit_ends_the_utterance() -> None:
     assert flushed[1].final and flushed[1].end_s > 9.0
 
 
+@pytest.mark.slow  # loads the Silero VAD model (in-process, ~0.1 s): models stay out of the fast tier
 def test_speech_events_bracket_each_utterance_and_clear_drops_the_open_one() -> None:
     pcm = fixture_pcm("jfk")
     segmenter = Segmenter()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import srt
 
 from tests.conftest import API_KEY, Stack
@@ -28,6 +29,7 @@ def _transcribe(*args: str, api_key: str | None = API_KEY) -> subprocess.Complet
     )
 
 
+@pytest.mark.slow
 def test_writes_srt_and_txt_matching_references(api_stack: Stack, tmp_path: Path) -> None:
     refs = manifest()
     inputs = [FIXTURES / refs[f]["path"] for f in ("jfk", "osr_us_000_0034")]
@@ -53,6 +55,7 @@ def test_writes_srt_and_txt_matching_references(api_stack: Stack, tmp_path: Path
         assert all(0 <= c.start.total_seconds() < c.end.total_seconds() <= length_s for c in cues)
 
 
+@pytest.mark.slow
 def test_wrong_key_is_reported_per_file(api_stack: Stack, tmp_path: Path) -> None:
     done = _transcribe(
         str(FIXTURES / "jfk.flac"),

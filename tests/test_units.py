@@ -90,6 +90,7 @@ def test_model_registry_offline() -> None:
     models.check_request("base", True, "de", "translate")
 
 
+@pytest.mark.slow  # loads the Silero VAD model (in-process, ~0.1 s): models stay out of the fast tier
 def test_splitter_no_speech_no_pieces() -> None:
     rng = np.random.default_rng(1)
     assert split(np.zeros(SAMPLE_RATE * 5, dtype=np.float32), 30) == []

@@ -4,6 +4,7 @@ comes up, transcribes, and SIGTERM leaves no process behind."""
 from __future__ import annotations
 
 import psutil
+import pytest
 from websockets.sync.client import connect
 
 from tests.conftest import start_stack, stop_stack
@@ -17,6 +18,9 @@ from tests.helpers import (
     wer,
 )
 from whisper_appliance.embedded_redis import free_port
+
+#: Runs ``whisper-appliance up`` (Redis, the trio, a worker with tiny.en): the slow tier.
+pytestmark = pytest.mark.slow
 
 
 def test_up_starts_everything_transcribes_and_stops_cleanly() -> None:

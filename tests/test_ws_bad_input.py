@@ -23,6 +23,9 @@ from tests.helpers import (
     wer,
 )
 
+#: Every test here talks to the whole stack: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def _send_text(text: str) -> Callable[[ClientConnection], None]:
     return lambda ws: ws.send(text)

@@ -4,6 +4,7 @@ cannot be had still ends in an error that carries its utterance_id."""
 from __future__ import annotations
 
 import httpx
+import pytest
 from websockets.sync.client import connect
 
 from tests.conftest import Stack
@@ -15,6 +16,9 @@ from tests.helpers import (
     recv_json,
     send_json,
 )
+
+#: Every test here loads models in the stack's workers: the slow tier.
+pytestmark = pytest.mark.slow
 
 MISSING_HUB_MODEL = "whisper-appliance-tests/no-such-model"
 

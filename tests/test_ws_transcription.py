@@ -9,6 +9,7 @@ import threading
 import wave
 
 import numpy as np
+import pytest
 from websockets.sync.client import connect
 
 from tests.conftest import Stack
@@ -22,6 +23,9 @@ from tests.helpers import (
     send_json,
     wer,
 )
+
+#: Every test here transcribes through the whole stack: the slow tier.
+pytestmark = pytest.mark.slow
 
 
 def test_jfk_webm_transcribed(stack: Stack) -> None:
