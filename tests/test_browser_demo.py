@@ -174,3 +174,39 @@ def test_demo_sample_and_dropped_file(demo: Page) -> None:
     wait_until_done(demo)
     assert jfk_wer(demo) <= MAX_WER
     assert demo.locator(".take-head").inner_text().lower() == "jfk.flac"
+
+
+SOCKETS_SPY = """
+window.__sockets = [];
+const NativeWebSocket = window.WebSocket;
+window.WebSocket = class extends NativeWebSocket {
+  constructor(...args) { super(...args); window.__sockets.push(this); }
+};
+"""
+
+
+def test_demo_resumes_a_recording_after_its_connection_drops(chromium_browser: Browser, stack: Stack) -> None:
+    """The page's WebSocket is cut mid-recording (close code 4000, not a clean leave): the
+    demo reconnects, resumes the same recording, sends what it recorded meanwhile, and the
+    settled text is as good as without the cut."""
+    context = chromium_browser.new_context(viewport={"width": 1280, "height": 800})
+    context.add_init_script(SOCKETS_SPY)
+    page = context.new_page()
+    try:
+        page.goto(f"{stack.base_url}/demo")
+        page.wait_for_selector("#record:not([disabled])", timeout=15_000)
+        page.click("#record")
+        page.wait_for_selector("body[data-state=recording]", timeout=15_000)
+        started = time.monotonic()
+        page.wait_for_timeout(LEADING_SILENCE_S * 1000 + 3500)  # into the first sentence
+        page.evaluate("window.__sockets.at(-1).close(4000, 'network blip')")
+        page.wait_for_function("window.__sockets.length >= 2", timeout=15_000)
+        page.wait_for_selector("#connection[data-state=open]", timeout=15_000)
+        page.wait_for_function("document.querySelector('#toast').textContent.includes('Reconnected')")
+        assert page.evaluate("document.body.dataset.state") == "recording"
+        page.wait_for_timeout(max(0.0, SPEAK_S - (time.monotonic() - started)) * 1000)
+        page.click("#record")
+        wait_until_done(page)
+        assert jfk_wer(page) <= MAX_WER
+    finally:
+        context.close()

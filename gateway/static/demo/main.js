@@ -14,6 +14,7 @@ import {
 } from "./capture.js";
 import { Connection, wsUrl } from "./connection.js";
 import { languagesFor } from "./languages.js";
+import { ResumableStream } from "./resume.js";
 import { Transcript, clock, formatLatency } from "./transcript.js";
 
 const SAMPLE = { url: "/static/samples/jfk.webm", title: "Sample · John F. Kennedy, 1961" };
@@ -53,7 +54,8 @@ const state = {
   modelChosen: false,
   loadingModel: null,
   maxBytes: DEFAULT_MAX_BYTES,
-  capture: null, // {source, stopRecorder, startedAt, kind}
+  capture: null, // {source, stopRecorder, startedAt, kind, stream}
+  resuming: false, // the connection dropped mid-recording: audio is kept until it is resumed
   waiter: null, // the reply a step waits for: {match, resolve, reject}
   fileName: "",
 };
@@ -65,6 +67,7 @@ const connection = new Connection(wsUrl(apiKey), { onMessage, onState: onConnect
 // --- server messages ---------------------------------------------------------------------
 
 function onMessage(message) {
+  state.capture?.stream.received(message);
   if (settleWaiter(message)) return;
   switch (message.type) {
     case "transcript":
@@ -167,12 +170,16 @@ async function startCapture(kind) {
     source = kind === "sample" ? await openSample(SAMPLE.url, stopCapture) : await openMicrophone(ui.mic.value);
     if (kind === "microphone") refreshMicrophones(); // labels are readable now
     const { recorder, format } = createRecorder(source.stream);
-    const gate = chunkGate((chunk) => connection.sendBinary(chunk));
+    const stream = new ResumableStream();
+    const gate = chunkGate((chunk) => {
+      stream.sent(chunk);
+      if (!state.resuming) connection.sendBinary(chunk);
+    });
     stopRecorder = record(recorder, gate.push);
     source.begin();
     meter.attach(source.stream);
-    state.capture = { source, stopRecorder, startedAt: performance.now(), kind };
-    await request(startCommand(format), isRecordingStatus(true), START_TIMEOUT_MS);
+    state.capture = { source, stopRecorder, startedAt: performance.now(), kind, stream };
+    stream.started(await request(startCommand(format), isRecordingStatus(true), START_TIMEOUT_MS));
     gate.open();
     state.sessionLanguage = ui.language.value;
     transcript.begin(kind === "sample" ? SAMPLE.title : `${source.label} · ${timeOfDay()}`);
@@ -364,13 +371,36 @@ function onConnectionState(connectionState, { retryInMs }) {
     label.textContent = "Connected";
     state.sessionLanguage = "auto";
     connection.send({ command: "get_status" });
+    if (state.resuming) resumeRecording();
   } else if (connectionState === "connecting") {
     label.textContent = "Connecting…";
   } else {
     showRetryCountdown(label, Date.now() + retryInMs);
-    abandonWork();
+    if (state.phase === "recording" && state.capture?.stream.resumable) {
+      state.waiter?.reject(new Error("The connection to the server was lost"));
+      state.resuming = true; // keep recording: the server keeps the session for a while
+    } else {
+      abandonWork();
+    }
   }
   updateControls();
+}
+
+// Back online mid-recording: continue the same recording, send what was recorded meanwhile.
+async function resumeRecording() {
+  const stream = state.capture?.stream;
+  if (!stream) return;
+  try {
+    const isResumed = (m) => m.type === "status" && m.message === "Recording resumed";
+    const resumed = await request(stream.resumeCommand(), isResumed, START_TIMEOUT_MS);
+    connection.sendBinary(stream.rest(resumed.audio_offset));
+    state.resuming = false;
+    toast("Reconnected: the recording goes on.");
+  } catch (error) {
+    state.resuming = false;
+    abandonWork();
+    toast(describe(error), "error");
+  }
 }
 
 let retryCountdown = 0;
