@@ -23,15 +23,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from audio_service.decoder import SAMPLE_RATE, DecodeError, decode, refill_spare
-from audio_service.enqueue import JobQueue
+from audio_service.decoder import DecodeError, decode, refill_spare
 from audio_service.reaper import reap_forever
 from audio_service.splitter import split
 from audio_service.streams import stream_endpoint
 from shared import codec, metrics
+from shared.audio_format import SAMPLE_RATE
 from shared.config import Settings, get_settings
 from shared.errors import ErrorCode, http_status, parse_code
 from shared.jobs import TranscriptionJob
+from shared.queue import JobQueue
+from shared.stream_ledger import StreamLedger
 
 log = structlog.get_logger()
 
@@ -58,6 +60,7 @@ def _decode_hints(req: dict[str, Any]) -> dict[str, Any]:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     queue = JobQueue(settings)
+    ledger = StreamLedger.for_settings(queue.redis, settings)
     started = time.time()
 
     async def decode_file(request: Request) -> JSONResponse:
@@ -93,7 +96,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         metrics.DECODE_DURATION.observe(decode_s)
         metrics.AUDIO_DECODED.labels(mode="file").inc(decoded.duration_s)
         pcm = decoded.pcm
-        pieces = await asyncio.to_thread(split, decoded.as_float32(), settings.max_piece_seconds)
+        hints = _decode_hints(req)
+        # Subtitle-grade times: the worker snaps segments to the speech found here (word
+        # timings, when asked for, place them on the words instead).
+        with_speech = bool(hints.get("trim_segments")) and not hints.get("word_timestamps")
+        pieces = await asyncio.to_thread(
+            split, decoded.as_float32(), settings.max_piece_seconds, with_speech=with_speech
+        )
         jobs = [
             TranscriptionJob(
                 utterance_id=f"{request_id}-{p.index}" if len(pieces) > 1 else request_id,
@@ -107,7 +116,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 index=p.index,
                 count=len(pieces),
                 offset_s=p.start_s,
-                **_decode_hints(req),
+                speech_spans=p.speech_spans_s(),
+                **hints,
             )
             for p in pieces
         ]
@@ -153,7 +163,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # Load the VAD model now, not inside the first user's request.
         await asyncio.to_thread(split, np.zeros(SAMPLE_RATE, dtype=np.float32), settings.max_piece_seconds)
         stop = threading.Event()
-        reaper = threading.Thread(target=reap_forever, args=(queue, stop), daemon=True, name="reaper")
+        reaper = threading.Thread(target=reap_forever, args=(queue, ledger, stop), daemon=True, name="reaper")
         reaper.start()
         try:
             yield
@@ -170,5 +180,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.queue = queue
+    app.state.ledger = ledger
     app.state.settings = settings
     return app

@@ -19,9 +19,7 @@ import numpy as np
 
 from audio_service import seekable
 from audio_service.ffmpeg_binary import ffmpeg_path
-
-SAMPLE_RATE = 16000
-BYTES_PER_SAMPLE = 2
+from shared.audio_format import BYTES_PER_SAMPLE, SAMPLE_RATE
 
 
 class DecodeError(Exception):

@@ -16,19 +16,18 @@ applies it exactly at that point of the audio.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any
 
 import av
 import numpy as np
 
-from audio_service.decoder import SAMPLE_RATE
+# The internal stream ``format`` names (the gateway maps OpenAI's names onto these).
+from shared.audio_format import G711_ALAW, G711_ULAW, PCM16_24K, RAW_FORMATS, SAMPLE_RATE
+from shared.stream_protocol import Clear, Commit, Configure
 
-#: Internal stream ``format`` names (the gateway maps OpenAI's names onto these).
-PCM16_24K = "pcm16_24000"
-G711_ULAW = "g711_ulaw"
-G711_ALAW = "g711_alaw"
-RAW_FORMATS = (PCM16_24K, G711_ULAW, G711_ALAW)
+__all__ = ["G711_ALAW", "G711_ULAW", "PCM16_24K", "RAW_FORMATS", "PcmDecoder", "RawToPcm", "StreamControl"]
+
+#: A gateway instruction that takes effect at its place in the audio.
+StreamControl = Commit | Clear | Configure
 
 
 def _ulaw_table() -> np.ndarray:
@@ -49,15 +48,6 @@ def _alaw_table() -> np.ndarray:
 
 G711_TABLES = {G711_ULAW: _ulaw_table(), G711_ALAW: _alaw_table()}
 INPUT_RATES = {PCM16_24K: 24000, G711_ULAW: 8000, G711_ALAW: 8000}
-
-
-@dataclass(frozen=True)
-class StreamControl:
-    """A gateway instruction that takes effect at its place in the audio: ``commit``,
-    ``clear`` or ``configure`` (with the new stream settings)."""
-
-    kind: str
-    settings: dict[str, Any]
 
 
 class RawToPcm:
@@ -124,9 +114,9 @@ class PcmDecoder:
     def control(self, control: StreamControl) -> None:
         """Queue a control behind the audio fed so far; a new format takes effect for the
         bytes fed after it (the old format's filter tail is flushed first)."""
-        if control.kind == "configure":
-            fmt = control.settings.get("format")
-            if fmt in RAW_FORMATS and fmt != self._converter.format:
+        if isinstance(control, Configure) and "format" in control.model_fields_set:
+            fmt = control.format
+            if fmt is not None and fmt in RAW_FORMATS and fmt != self._converter.format:
                 self._put(self._converter.finish())
                 self._converter = RawToPcm(fmt)
         self._queue.put_nowait(control)

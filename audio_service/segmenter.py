@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 
-from audio_service.decoder import SAMPLE_RATE
 from audio_service.vad import WINDOW, StreamingVad
+from shared.audio_format import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

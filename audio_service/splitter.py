@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-from audio_service.decoder import SAMPLE_RATE
+from shared.audio_format import SAMPLE_RATE
 
 #: Audio kept either side of the speech in a piece (Whisper needs a little context).
 EDGE_PAD_S = 0.3
@@ -25,6 +25,12 @@ class Piece:
     index: int
     start: int  # sample offsets into the decoded audio
     end: int
+    #: Where the piece has speech, in samples from its start; filled only when asked for.
+    speech: tuple[tuple[int, int], ...] = ()
+
+    def speech_spans_s(self) -> list[tuple[float, float]]:
+        """:attr:`speech` in seconds from the piece's start, as a job carries it."""
+        return [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in self.speech]
 
     @property
     def start_s(self) -> float:
@@ -67,10 +73,15 @@ def has_speech(audio: np.ndarray) -> bool:
     return any(speech_regions(audio[start : end + overlap]) for start, end in zip(starts, ends, strict=True))
 
 
-def split(audio: np.ndarray, max_piece_s: float) -> list[Piece]:
+def split(audio: np.ndarray, max_piece_s: float, *, with_speech: bool = False) -> list[Piece]:
+    """``with_speech``: also say where each piece has speech (:attr:`Piece.speech`), for a
+    worker to snap subtitle times to it without running the VAD again. A long file's
+    regions are known anyway; a short one then gets the full pass its probe avoids."""
     total = len(audio)
     if total <= max_piece_s * SAMPLE_RATE:
-        return [Piece(0, 0, total)] if has_speech(audio) else []
+        if not has_speech(audio):
+            return []
+        return [Piece(0, 0, total, tuple(speech_regions(audio)) if with_speech else ())]
     pad = int(EDGE_PAD_S * SAMPLE_RATE)
     budget = int(max_piece_s * SAMPLE_RATE) - 2 * pad
     regions = speech_regions(audio, max_region_s=budget / SAMPLE_RATE)
@@ -89,5 +100,7 @@ def split(audio: np.ndarray, max_piece_s: float) -> list[Piece]:
         lo, hi = group[0][0], group[-1][1]
         prev_cut = 0 if i == 0 else (groups[i - 1][-1][1] + lo) // 2
         next_cut = total if i == len(groups) - 1 else (hi + groups[i + 1][0][0]) // 2
-        pieces.append(Piece(i, max(prev_cut, lo - pad), min(next_cut, hi + pad)))
+        start = max(prev_cut, lo - pad)
+        speech = tuple((a - start, b - start) for a, b in group) if with_speech else ()
+        pieces.append(Piece(i, start, min(next_cut, hi + pad), speech))
     return pieces

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from audio_service.decoder import SAMPLE_RATE, ffmpeg_pcm_command
+from audio_service.decoder import ffmpeg_pcm_command
+from shared.audio_format import SAMPLE_RATE
 
 #: Client ``format`` -> ffmpeg demuxer, so ffmpeg need not guess from a few bytes.
 DEMUXERS = {

@@ -17,7 +17,7 @@ from shared.errors import http_status
 from shared.heartbeats import live_workers
 from shared.languages import NAMES
 from shared.protocol import ProtocolError, loads_untrusted
-from shared.redis_keys import QUEUES, queue_key
+from shared.queue import queue_depths_async
 
 
 def _ctx(request: Request) -> GatewayContext:
@@ -88,8 +88,8 @@ async def metrics_endpoint(request: Request) -> Response:
     ctx = _ctx(request)
     metrics.WS_CONNECTIONS.set(ctx.connections)
     if await _redis_ok(ctx):
-        for name in QUEUES:
-            metrics.QUEUE_DEPTH.labels(queue=name).set(int(await ctx.redis.llen(queue_key(name))))
+        for name, depth in (await queue_depths_async(ctx.redis)).items():
+            metrics.QUEUE_DEPTH.labels(queue=name).set(depth)
         metrics.WORKERS_ALIVE.set(len(await _workers(ctx)))
     body, content_type = metrics.exposition(metrics.GATEWAY_REGISTRY)
     return Response(body, media_type=content_type)
@@ -100,8 +100,7 @@ async def api_status(request: Request) -> JSONResponse:
     redis_ok = await _redis_ok(ctx)
     queues: dict[str, int] = {}
     if redis_ok:
-        for name in QUEUES:
-            queues[name] = int(await ctx.redis.llen(queue_key(name)))
+        queues = await queue_depths_async(ctx.redis)
     return JSONResponse(
         {
             "model": ctx.settings.model,

@@ -42,6 +42,16 @@ def remove_heartbeat(client: redis.Redis, worker_id: str) -> None:
     client.delete(worker_key(worker_id))
 
 
+def worker_alive(client: redis.Redis, worker_id: str) -> bool:
+    """Whether this worker refreshed its heartbeat within the TTL (a dead one has not)."""
+    return bool(client.exists(worker_key(worker_id)))
+
+
+def any_worker_alive(client: redis.Redis) -> bool:
+    """Whether any worker at all could take a job now (the reaper retries only then)."""
+    return next(iter(client.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=100)), None) is not None
+
+
 async def live_workers(client: aioredis.Redis) -> list[WorkerInfo]:
     keys = [k async for k in client.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=200)]
     if not keys:

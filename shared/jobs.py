@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from shared.audio_format import pcm_seconds
+
 #: RQ resolves the job function by this dotted path, so the audio service never
 #: imports the model code.
 TRANSCRIBE_FUNC = "whisper_service.jobs.transcribe"
@@ -47,7 +49,7 @@ JobKind = Literal["final", "partial", "candidate"]
 class TranscriptionJob:
     utterance_id: str
     reply_channel: str
-    pcm: bytes  # int16 little-endian mono 16 kHz
+    pcm: bytes  # shared.audio_format: int16 little-endian mono 16 kHz
     model: str
     language: str | None = None
     task: str = "transcribe"
@@ -62,7 +64,11 @@ class TranscriptionJob:
     seq: int = 0  # order of this job among its stream's jobs
     temperature: float | None = None  # None or 0: the model's fallback schedule
     word_timestamps: bool = False  # add per-word timings to the reply's segments
-    trim_segments: bool = False  # snap segment times to the speech (subtitles); costs a VAD pass
+    trim_segments: bool = False  # snap segment times to the speech (subtitles)
+    #: Where the piece has speech (seconds from its start), found by the audio service's
+    #: splitter when ``trim_segments`` is asked: the worker trims segments to it instead of
+    #: running the VAD again. Lists, so that msgpack carries them.
+    speech_spans: list[tuple[float, float]] = field(default_factory=list)
     attempt: int = 0  # retries so far after the worker holding it died (audio_service/reaper.py)
     enqueued_at: float = field(default_factory=time.time)
 
@@ -76,7 +82,7 @@ class TranscriptionJob:
 
     @property
     def duration_s(self) -> float:
-        return len(self.pcm) / 2 / 16000
+        return pcm_seconds(self.pcm)
 
     @property
     def job_id(self) -> str:

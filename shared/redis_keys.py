@@ -15,7 +15,7 @@ from shared.config import Settings
 
 PREFIX = "s2t"
 
-#: RQ queue names, highest priority first; workers listen in this order.
+#: Queue names, highest priority first; workers listen in this order (see :mod:`shared.queue`).
 QUEUE_FINAL = f"{PREFIX}-final"
 QUEUE_PARTIAL = f"{PREFIX}-partial"
 QUEUES = (QUEUE_FINAL, QUEUE_PARTIAL)
@@ -30,7 +30,7 @@ WORKER_HEARTBEAT_TTL_S = 15
 
 #: Hash of jobs being transcribed right now: RQ job id -> msgpack of the worker that
 #: took it and the job's routing fields (never its audio). The audio service's reaper
-#: retries or reports the entries whose worker's heartbeat has gone (see audio_service/reaper.py).
+#: retries or reports the entries whose worker's heartbeat has gone (see :mod:`shared.queue`).
 INFLIGHT_KEY = f"{PREFIX}:inflight"
 
 
@@ -39,8 +39,7 @@ def new_reply_channel() -> str:
 
 
 def stream_key(stream_id: str) -> str:
-    """Hash of a live stream's job bookkeeping: ``latest`` job seq, ``done`` (last partial
-    finished), ``revoked:<seq>`` (that candidate is void), ``cancelled`` flag."""
+    """Hash of a live stream's job bookkeeping; its fields belong to :mod:`shared.stream_ledger`."""
     return f"{PREFIX}:stream:{stream_id}"
 
 
@@ -62,8 +61,3 @@ def sync_client(settings: Settings) -> redis.Redis:
 
 def async_client(settings: Settings) -> aioredis.Redis:
     return aioredis.Redis.from_url(settings.redis_url, **_options(settings))
-
-
-def queue_key(queue_name: str) -> str:
-    """The Redis list RQ keeps a queue's job ids in (rq.Queue.redis_queue_namespace_prefix)."""
-    return f"rq:queue:{queue_name}"

@@ -13,17 +13,18 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from audio_service.enqueue import JobQueue
 from audio_service.splitter import split
 from shared import codec
 from shared.config import Settings
 from shared.jobs import TranscriptionJob
-from shared.redis_keys import INFLIGHT_KEY, QUEUES, new_reply_channel, queue_key, stream_key
+from shared.queue import JOB_KEY_PATTERN, JobQueue, Taken, gather, job_key, queue_key, release
+from shared.redis_keys import INFLIGHT_KEY, QUEUES, new_reply_channel
+from shared.stream_ledger import StreamLedger
 from tests.conftest import private_redis
 from tests.helpers import fixture_pcm, manifest, wer
 from tests.services import Services
 from whisper_appliance.embedded_redis import free_port
-from whisper_service import filters, gather
+from whisper_service import filters
 from whisper_service.backends import DecodeOptions, Transcription
 from whisper_service.backends.faster_whisper_backend import FasterWhisperTranscriber
 
@@ -145,7 +146,8 @@ def test_worker_answers_every_job_of_a_batch_with_a_failing_one(
 
     jfk = fixture_pcm("jfk").astype("<i2").tobytes()
     good = [u.astype("<i2").tobytes() for u in utterances[:2]]
-    client.hset(stream_key("s1"), mapping={"latest": 7})
+    ledger = StreamLedger.for_settings(client, settings)
+    ledger.supersede("s1", 7)
     jobs = [
         job("jfk", jfk, channel),
         job("bad", b"\x01\x02\x03", channel),  # an odd number of bytes is no 16-bit PCM: fails alone
@@ -177,7 +179,7 @@ def test_worker_answers_every_job_of_a_batch_with_a_failing_one(
         assert replies[jobs[index].utterance_id]["transcript"] == expected
     assert replies[jobs[4].utterance_id]["final"] is False
 
-    assert client.hget(stream_key("s1"), "done") == b"7"  # the stream may have its next partial
+    assert ledger.partials_done("s1") == 7  # the stream may have its next partial
     # One model call for the four live jobs; the superseded partial skipped, no reply;
     # nothing left behind in Redis.
     body = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
@@ -193,7 +195,7 @@ def test_worker_answers_every_job_of_a_batch_with_a_failing_one(
     assert samples[("s2t_worker_jobs_total", (("kind", "final"), ("outcome", "ok")))] == 2.0
     assert client.hlen(INFLIGHT_KEY) == 0
     assert all(client.llen(queue_key(q)) == 0 for q in QUEUES)
-    assert not [k for k in client.scan_iter("rq:job:*")], "job records (with audio) left in Redis"
+    assert not [k for k in client.scan_iter(JOB_KEY_PATTERN)], "job records (with audio) left in Redis"
 
 
 @pytest.fixture
@@ -219,15 +221,15 @@ def test_gather_takes_waiting_jobs_finals_first_and_leaves_other_models_in_order
     )
     seen: list[str] = []
 
-    def accept(taken: gather.Taken) -> bool:
+    def accept(taken: Taken) -> bool:
         seen.append(taken.job.utterance_id)
         return taken.job.utterance_id != "f2"  # as if superseded: settled, does not count
 
-    taken = gather.gather(client, "tiny.en", 2, accept)
+    taken = gather(client, "tiny.en", 2, accept)
     assert [t.job.utterance_id for t in taken] == ["f1"] and seen == ["f1", "f2"]
     final_q, partial_q = (queue_key(q) for q in QUEUES)
     assert [j.decode() for j in client.lrange(final_q, 0, -1)] == ["b1", "f3"]
     assert client.llen(partial_q) == 1  # finals stopped at b1 before partials were reached
-    assert client.ttl(f"rq:job:{taken[0].rq_id}") == -1  # kept while it runs (the reaper reads it)
-    gather.done(client, taken[0])
-    assert not client.exists(f"rq:job:{taken[0].rq_id}")
+    assert client.ttl(job_key(taken[0].rq_id or "")) == -1  # kept while it runs (the reaper reads it)
+    release(client, taken[0])
+    assert not client.exists(job_key(taken[0].rq_id or ""))

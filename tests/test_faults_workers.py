@@ -14,6 +14,7 @@ import redis
 from websockets.sync.client import connect
 
 from shared import codec
+from shared.queue import job_key
 from shared.redis_keys import INFLIGHT_KEY, worker_key
 from tests.conftest import private_redis
 from tests.helpers import (
@@ -93,7 +94,7 @@ def test_killed_last_worker_reports_worker_lost(services: Services) -> None:
     assert errors[0]["utterance_id"] == job_id
     assert errors[0]["request_id"] == "k2"
     assert time.monotonic() - t0 < 30
-    assert not client.exists(f"rq:job:{job_id}"), "the dead attempt's audio is still in Redis"
+    assert not client.exists(job_key(job_id)), "the dead attempt's audio is still in Redis"
 
 
 @pytest.mark.parametrize("services", [(1, {"S2T_JOB_TIMEOUT_S": "1"})], indirect=True)

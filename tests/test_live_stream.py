@@ -14,7 +14,8 @@ import pytest
 import redis
 from websockets.sync.client import connect
 
-from shared.redis_keys import stream_key
+from shared.config import Settings
+from shared.stream_ledger import StreamLedger
 from tests.conftest import Stack
 from tests.helpers import (
     chunk_stream,
@@ -154,7 +155,8 @@ def test_client_leaving_mid_stream_leaves_nothing_behind(stack: Stack) -> None:
         time.sleep(0.1)
     client = redis.Redis.from_url(stack.redis_url)
     deadline = time.monotonic() + 10
-    while client.hget(stream_key(stream_id), "cancelled") is None:
+    ledger = StreamLedger.for_settings(client, Settings())
+    while not ledger.is_cancelled(stream_id):
         assert time.monotonic() < deadline, "the stream was not marked cancelled for the workers"
         time.sleep(0.1)
 

@@ -11,6 +11,7 @@ import pytest
 import redis
 from websockets.sync.client import connect
 
+from shared.queue import JOB_KEY_PATTERN
 from shared.redis_keys import INFLIGHT_KEY
 from tests.conftest import private_redis
 from tests.helpers import (
@@ -61,7 +62,7 @@ def test_nothing_of_a_finished_job_stays_in_redis(services: Services) -> None:
         send_json(ws, process_audio_message(audio, language="en", request_id="p"))
         text = finals(collect_until_complete(ws, "p", timeout=60))[0]["transcript"]
     time.sleep(1.0)  # the worker deletes the job right after publishing
-    assert not list(client.scan_iter(match="rq:job:*")), "a finished job's record (with audio) remains"
+    assert not list(client.scan_iter(match=JOB_KEY_PATTERN)), "a finished job's record (with audio) remains"
     assert client.hlen(INFLIGHT_KEY) == 0
     words = text.lower().split()[3:6]  # a few words of the transcript
     for key, value in _values(client):
@@ -80,7 +81,7 @@ def test_waiting_jobs_expire(services: Services) -> None:
                 )
                 while recv_json(ws).get("message") != "Audio queued":
                     pass
-            ttls = [client.ttl(k) for k in client.scan_iter(match="rq:job:*")]
+            ttls = [client.ttl(k) for k in client.scan_iter(match=JOB_KEY_PATTERN)]
         assert ttls and all(0 < t <= JOB_TTL_S for t in ttls), ttls
     finally:
         services.workers[0].send_signal(signal.SIGCONT)

@@ -3,15 +3,16 @@
 Whatever goes wrong, every piece gets its reply (an ``error`` carrying its
 ``utterance_id``), so no client is left waiting for an utterance that silently vanished.
 
-RQ starts one job; when ``S2T_BATCH_SIZE`` > 1 and the backend can decode batches,
+The queue starts one job; when ``S2T_BATCH_SIZE`` > 1 and the backend can decode batches,
 the job function takes the jobs already waiting for the same model
-(:mod:`whisper_service.gather`) and transcribes them together with it. Each job of a
+(:func:`shared.queue.gather`) and transcribes them together with it. Each job of a
 batch goes through the same steps as a job alone: superseded check, in-flight claim
 for the reaper, its own decode options, its own reply, its own metrics. With nothing
 waiting (or ``S2T_BATCH_SIZE=1``) a job takes exactly the one-by-one path.
 
-The batch runs under RQ's time limit for the job that started it (SIGALRM in this
-process); when it fires, every job of the batch not yet answered gets ``timeout``.
+The batch runs under the queue's time limit for the job that started it (SIGALRM in this
+process, :data:`shared.queue.JobTimeout`); when it fires, every job of the batch not yet
+answered gets ``timeout``.
 """
 
 from __future__ import annotations
@@ -23,16 +24,13 @@ from typing import Any
 
 import numpy as np
 import structlog
-from rq import get_current_job
-from rq.timeouts import JobTimeoutException
 
-from audio_service.decoder import SAMPLE_RATE
-from audio_service.splitter import speech_regions
-from shared import inflight, metrics, protocol
+from shared import metrics, protocol, queue
 from shared.jobs import TranscriptionJob
 from shared.models import ModelUnavailableError, UnknownModelError, UnsupportedRequestError, check_request
-from shared.redis_keys import stream_key
-from whisper_service import context, filters, gather
+from shared.queue import JobTimeout, Taken
+from shared.stream_ledger import StreamLedger
+from whisper_service import context, filters
 from whisper_service.backends import DecodeOptions, Segment, Transcriber, Transcription
 
 log = structlog.get_logger()
@@ -41,24 +39,26 @@ log = structlog.get_logger()
 def transcribe(payload: dict[str, Any]) -> None:
     job = TranscriptionJob.from_wire(payload)
     ctx = context.current()
-    rq_job = get_current_job()
-    lead = gather.Taken(job, rq_job.id if rq_job else None, rq_job.origin if rq_job else None)
+    lead = queue.started(job)
     # Every log line of this job carries the ids the gateway and audio service logged too.
     with structlog.contextvars.bound_contextvars(request_id=job.request_id, utterance_id=job.utterance_id):
-        if job.stream_id is not None and _superseded(ctx, job):
+        if _ledger(ctx).is_superseded(job):
             _skip(ctx, lead)
             return  # nobody wants it: a newer job exists, or the client has gone
     _claim(ctx, lead)
     _handle(ctx, [lead, *_more(ctx, job)])
 
 
-def _claim(ctx: context.WorkerContext, taken: gather.Taken) -> None:
+def _ledger(ctx: context.WorkerContext) -> StreamLedger:
+    return StreamLedger.for_settings(ctx.redis, ctx.settings)
+
+
+def _claim(ctx: context.WorkerContext, taken: Taken) -> None:
     """If this process dies from now on, the reaper retries the job elsewhere."""
-    if taken.rq_id is not None:
-        inflight.claim(ctx.redis, taken.rq_id, ctx.info.id, taken.queue or "", taken.job)
+    queue.claim(ctx.redis, taken, ctx.info.id)
 
 
-def _more(ctx: context.WorkerContext, job: TranscriptionJob) -> list[gather.Taken]:
+def _more(ctx: context.WorkerContext, job: TranscriptionJob) -> list[Taken]:
     """Jobs waiting now that can share this job's model call; none when batching is off or
     the model's backend decodes one piece at a time (openai-whisper)."""
     try:
@@ -69,38 +69,33 @@ def _more(ctx: context.WorkerContext, job: TranscriptionJob) -> list[gather.Take
     if limit <= 1 or not hasattr(transcriber, "transcribe_batch"):
         return []
 
-    def accept(extra: gather.Taken) -> bool:
+    def accept(extra: Taken) -> bool:
         _claim(ctx, extra)  # at once, before anything else can go wrong
-        if extra.job.stream_id is not None and _superseded(ctx, extra.job):
+        if _ledger(ctx).is_superseded(extra.job):
             _skip(ctx, extra)
             return False
         return True
 
-    return gather.gather(ctx.redis, job.model, limit - 1, accept)
+    return queue.gather(ctx.redis, job.model, limit - 1, accept)
 
 
-def _skip(ctx: context.WorkerContext, taken: gather.Taken) -> None:
+def _skip(ctx: context.WorkerContext, taken: Taken) -> None:
+    """Nobody wants it: a newer job exists, or the client has gone."""
     metrics.JOBS.labels(kind=taken.job.kind, outcome="skipped").inc()
-    _partial_done(ctx, taken.job)
-    _release(ctx, taken)
-
-
-def _release(ctx: context.WorkerContext, taken: gather.Taken) -> None:
-    if taken.rq_id is not None:
-        inflight.release(ctx.redis, taken.rq_id)
-    gather.done(ctx.redis, taken)
+    _ledger(ctx).mark_partial_done(taken.job)
+    queue.release(ctx.redis, taken)
 
 
 @dataclass
 class _Prepared:
     index: int  # in the batch
-    taken: gather.Taken
+    taken: Taken
     transcriber: Transcriber
     options: DecodeOptions
     audio: np.ndarray
 
 
-def _handle(ctx: context.WorkerContext, batch: list[gather.Taken]) -> None:
+def _handle(ctx: context.WorkerContext, batch: list[Taken]) -> None:
     ctx.info.busy = True
     metrics.BATCH_SIZE.observe(len(batch))
     started = time.perf_counter()
@@ -110,7 +105,7 @@ def _handle(ctx: context.WorkerContext, batch: list[gather.Taken]) -> None:
         for i, taken in enumerate(batch):
             try:
                 prepared.append(_prepare(ctx, i, taken))
-            except JobTimeoutException:
+            except JobTimeout:
                 raise
             except Exception as exc:
                 replies[i] = _error_reply(ctx, taken.job, exc)
@@ -125,7 +120,7 @@ def _handle(ctx: context.WorkerContext, batch: list[gather.Taken]) -> None:
                     replies[i] = _error_reply(ctx, item.taken.job, result)
                 else:
                     replies[i] = _transcript_reply(item, result, took, len(batch))
-    except JobTimeoutException as exc:  # RQ's limit for the job that started the batch
+    except JobTimeout as exc:  # the queue's limit for the job that started the batch
         for i, taken in enumerate(batch):
             replies.setdefault(i, _error_reply(ctx, taken.job, exc))
     finally:
@@ -133,11 +128,9 @@ def _handle(ctx: context.WorkerContext, batch: list[gather.Taken]) -> None:
         _answer(ctx, batch, replies)
 
 
-def _answer(
-    ctx: context.WorkerContext, batch: list[gather.Taken], replies: dict[int, dict[str, Any]]
-) -> None:
+def _answer(ctx: context.WorkerContext, batch: list[Taken], replies: dict[int, dict[str, Any]]) -> None:
     """Publish every job's reply; a failure to publish one (Redis gone) does not stop the
-    others, and is raised afterwards so that RQ records the job as failed, as it did alone."""
+    others, and is raised afterwards so that the queue records the job as failed, as it did alone."""
     failed: Exception | None = None
     for i, taken in enumerate(batch):
         job = taken.job
@@ -152,32 +145,13 @@ def _answer(
         finally:
             ctx.info.jobs_done += 1
             with contextlib.suppress(Exception):  # Redis gone: the publish error is raised below
-                _release(ctx, taken)
-                _partial_done(ctx, job)
+                queue.release(ctx.redis, taken)
+                _ledger(ctx).mark_partial_done(job)
     if failed is not None:
         raise failed
 
 
-def _superseded(ctx: context.WorkerContext, job: TranscriptionJob) -> bool:
-    """Under load partials thin out: a partial older than its stream's newest job is
-    skipped, so workers spend their time on finals and on the freshest partial. A
-    candidate is skipped once speech resumed and revoked it."""
-    key = stream_key(job.stream_id or "")
-    latest, revoked, cancelled = ctx.redis.hmget(key, ["latest", f"revoked:{job.seq}", "cancelled"])
-    if cancelled:
-        return True
-    if job.kind == "candidate":  # each candidate is revoked by name: they finish in any order
-        return revoked is not None
-    return job.kind == "partial" and latest is not None and int(latest) > job.seq
-
-
-def _partial_done(ctx: context.WorkerContext, job: TranscriptionJob) -> None:
-    """Tell the audio service this stream may have its next partial."""
-    if job.kind == "partial" and job.stream_id is not None:
-        ctx.redis.hset(stream_key(job.stream_id), "done", job.seq)
-
-
-def _prepare(ctx: context.WorkerContext, index: int, taken: gather.Taken) -> _Prepared:
+def _prepare(ctx: context.WorkerContext, index: int, taken: Taken) -> _Prepared:
     """The model, decode options and audio of one job; raises what makes it an error reply."""
     job = taken.job
     transcriber, load_s = ctx.models.get(job.model)
@@ -206,16 +180,16 @@ def _decode(prepared: list[_Prepared]) -> list[Transcription | Exception]:
     if len(prepared) > 1 and all(p.transcriber is prepared[0].transcriber for p in prepared):
         batched = getattr(prepared[0].transcriber, "transcribe_batch", None)
         if batched is not None:
-            # RQ's time limit ends the whole batch; any other failure is one job's own.
+            # The queue's time limit ends the whole batch; any other failure is one job's own.
             results: list[Transcription | Exception] = batched(
-                [(p.audio, p.options) for p in prepared], reraise=(JobTimeoutException,)
+                [(p.audio, p.options) for p in prepared], reraise=(JobTimeout,)
             )
             return results
     out: list[Transcription | Exception] = []
     for p in prepared:
         try:
             out.append(p.transcriber.transcribe(p.audio, p.options))
-        except JobTimeoutException:
+        except JobTimeout:
             raise
         except Exception as exc:
             out.append(exc)
@@ -223,7 +197,7 @@ def _decode(prepared: list[_Prepared]) -> list[Transcription | Exception]:
 
 
 def _error_reply(ctx: context.WorkerContext, job: TranscriptionJob, exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, JobTimeoutException):
+    if isinstance(exc, JobTimeout):
         log.warning("transcription_timeout", utterance_id=job.utterance_id)
         return protocol.error(
             protocol.ErrorCode.TIMEOUT,
@@ -244,7 +218,7 @@ def _error_reply(ctx: context.WorkerContext, job: TranscriptionJob, exc: BaseExc
 
 def _transcript_reply(item: _Prepared, result: Transcription, took: float, batch_size: int) -> dict[str, Any]:
     """``took`` is the time until this job's result was there: the whole batch's model time."""
-    job, transcriber, audio = item.taken.job, item.transcriber, item.audio
+    job, transcriber = item.taken.job, item.transcriber
     metrics.record_transcription(job.model, job.duration_s, took)
     log.info(
         "transcription_completed",
@@ -259,10 +233,10 @@ def _transcript_reply(item: _Prepared, result: Transcription, took: float, batch
     )
     kept = filters.clean(result.segments)
     # Word timings already place segments on the words; otherwise, where the client wants
-    # subtitle-grade times (the /v1 API), snap them to the speech. Live utterances carry
-    # their own times from the stream's speech detector.
+    # subtitle-grade times (the /v1 API), snap them to the speech the audio service's
+    # splitter found. Live utterances carry their own times from the stream's speech detector.
     wants_spans = job.trim_segments and job.kind == "final" and not job.word_timestamps
-    spans = speech_spans(audio) if wants_spans else []
+    spans = job.speech_spans if wants_spans else []
     segments = [_segment(s, job.offset_s, job.duration_s, spans) for s in kept]
     start = segments[0]["start"] if segments else job.offset_s
     end = segments[-1]["end"] if segments else job.offset_s + job.duration_s
@@ -282,15 +256,6 @@ def _transcript_reply(item: _Prepared, result: Transcription, took: float, batch
         segments=segments,
         processing_ms=round(took * 1000),
     )
-
-
-def speech_spans(audio: np.ndarray) -> list[tuple[float, float]]:
-    """Where the piece has speech (seconds), by the same VAD the audio service splits with."""
-    try:
-        return [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in speech_regions(audio)]
-    except Exception:  # timings are a refinement; never lose a transcript over them
-        log.exception("speech_spans_failed")
-        return []
 
 
 def _segment(

@@ -1,0 +1,375 @@
+"""The job queue: the project's only contact with RQ.
+
+Every service talks to the queue through the typed operations here, so RQ's key names,
+its job records and its private members are known in one module, and an RQ upgrade is
+checked against one file (``tests/test_queue_contract.py`` pins what this one relies on).
+
+- The audio service :meth:`JobQueue.enqueue`\\ s pieces (finals and partials on their own
+  queues; msgpack payloads, never pickle; a bounded lifetime) and bounds the backlog
+  with :meth:`JobQueue.length`.
+- A worker runs :func:`run_worker_loop`; inside the job function :func:`started` names the
+  job RQ started, :func:`gather` takes more waiting jobs for the same batch, and
+  :func:`claim` / :func:`release` keep the in-flight hash that lets a dead worker's job
+  be retried.
+- The audio service's reaper reads that hash (:meth:`JobQueue.inflight_entries`), wins an
+  orphan with :meth:`JobQueue.claim_orphan` and reads back (and deletes) the dead
+  attempt with :meth:`JobQueue.take_dead_attempt`.
+- The gateway reads :func:`queue_depths_async` for ``/metrics`` and ``/api/status``.
+
+Why batching takes jobs off RQ's lists itself (:func:`gather`): RQ hands a worker one job
+at a time. When more jobs wait behind it, the model does more work per second if it sees
+several at once, so the job function takes up to ``S2T_BATCH_SIZE - 1`` more of them
+straight off RQ's queue lists (finals first, like RQ itself) and answers each on its own
+reply channel. It never waits for more jobs to arrive: with nothing waiting, a job runs
+exactly as it would alone. RQ's bookkeeping for a job taken that way stays sane:
+
+- it is popped from the queue list (``LPOP``), so no other worker, nor RQ, runs it again;
+- its record is made persistent while it runs (what RQ does for the jobs it starts), so
+  that the reaper can still read its audio and retry it if this worker dies; the caller
+  claims it (:func:`claim`) right away;
+- when answered, its record is deleted, as RQ does for a finished job with ``result_ttl=0``;
+- a job for another model is pushed back to the FRONT of its queue and gathering stops
+  there (partials are not looked at either), so queue order and the priority of finals
+  are kept and that job is the next one any worker takes.
+
+Why the in-flight hash (:data:`shared.redis_keys.INFLIGHT_KEY`): RQ notices an abandoned
+job only in its periodic maintenance (minutes) and then merely marks it failed. Instead
+each worker records the job it starts and removes it when done; the reaper retries or
+reports entries whose worker's heartbeat has expired. An entry holds routing fields
+only, never audio or text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+import structlog
+from rq import Queue, SimpleWorker, get_current_job
+from rq.exceptions import NoSuchJobError, StopRequested
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+from tenacity import Retrying, retry_if_exception_type, wait_exponential
+
+from shared import codec
+from shared.codec import MsgpackSerializer
+from shared.config import Settings
+from shared.jobs import TRANSCRIBE_FUNC, TranscriptionJob
+from shared.redis_keys import INFLIGHT_KEY, QUEUE_FINAL, QUEUE_PARTIAL, QUEUES, sync_client
+
+__all__ = [
+    "JOB_KEY_PATTERN",
+    "InflightEntry",
+    "JobQueue",
+    "JobTimeout",
+    "Taken",
+    "claim",
+    "gather",
+    "job_key",
+    "queue_depths",
+    "queue_depths_async",
+    "queue_key",
+    "release",
+    "run_worker_loop",
+    "started",
+]
+
+log = structlog.get_logger()
+
+#: Raised inside the job function when RQ's time limit for the job fires (SIGALRM).
+JobTimeout = JobTimeoutException
+
+#: Where RQ keeps a queue's waiting job ids (a list) and each job's record (a hash);
+#: rq.Queue.redis_queue_namespace_prefix and rq.job.Job.redis_job_namespace_prefix.
+_QUEUE_PREFIX = "rq:queue:"
+_JOB_PREFIX = "rq:job:"
+#: Every job record, for checks that no audio is left behind.
+JOB_KEY_PATTERN = f"{_JOB_PREFIX}*"
+
+#: A failed record holds audio: keep it briefly.
+FAILURE_TTL_S = 60
+#: How long the worker loop waits at most between attempts to reach Redis again.
+REDIS_WAIT_MAX_S = 10.0
+
+
+def queue_key(queue_name: str) -> str:
+    """The Redis list RQ keeps a queue's waiting job ids in."""
+    return f"{_QUEUE_PREFIX}{queue_name}"
+
+
+def job_key(job_id: str) -> str:
+    """The Redis hash of one job's record (its payload: audio)."""
+    return f"{_JOB_PREFIX}{job_id}"
+
+
+class UncompressedJob(Job):
+    """RQ job records whose payload is stored as is, not zlib-compressed.
+
+    RQ compresses every job's data with zlib when it saves the record. Our payload is
+    mostly 16-bit PCM, which zlib shrinks by about 12 % at a cost of about 12 ms per 11 s
+    of audio: on the path of every file and every live utterance, for nothing. RQ's own
+    ``Job.restore`` already falls back to uncompressed data when ``zlib.decompress``
+    fails (a msgpack array never starts with a zlib header), so workers, the reaper and
+    :func:`gather` read these records with stock RQ."""
+
+    def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:
+        data = self.data
+        self._data = b""  # RQ compresses this one: nothing
+        try:
+            record = super().to_dict(include_meta=include_meta, include_result=include_result)
+        finally:
+            self._data = data
+        record["data"] = data
+        return record
+
+
+@dataclass
+class Taken:
+    """A job in a batch: the one RQ started (``gathered`` False) or one :func:`gather` took."""
+
+    job: TranscriptionJob
+    rq_id: str | None
+    queue: str | None
+    gathered: bool = False
+
+
+@dataclass
+class InflightEntry:
+    job_id: str
+    worker_id: str
+    queue: str
+    started_at: float
+    job: dict[str, Any]  # TranscriptionJob.to_wire() without ``pcm``
+
+    def routing_job(self) -> TranscriptionJob:
+        """The job without its audio: enough to address a reply to its client."""
+        return TranscriptionJob.from_wire({**self.job, "pcm": b""})
+
+
+class JobQueue:
+    """The producer's side (audio service, reaper): enqueue, backlog, orphans."""
+
+    def __init__(self, settings: Settings, connection: redis.Redis | None = None) -> None:
+        self._settings = settings
+        self._redis = connection if connection is not None else sync_client(settings)
+        self._queues = {
+            name: Queue(name, connection=self._redis, serializer=MsgpackSerializer, job_class=UncompressedJob)
+            for name in QUEUES
+        }
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self._redis
+
+    def enqueue(self, jobs: list[TranscriptionJob], *, at_front: bool = False) -> None:
+        """Enqueue every piece of a request at once, so idle workers take them in parallel.
+        ``at_front``: a retry goes before newer work (its client has waited longest)."""
+        for job in jobs:
+            queue = self._queues[QUEUE_PARTIAL if job.kind == "partial" else QUEUE_FINAL]
+            queue.enqueue_call(
+                TRANSCRIBE_FUNC,
+                args=(job.to_wire(),),
+                timeout=self._settings.job_timeout_s,
+                ttl=self._settings.job_ttl_s,  # a queued job nobody took in time expires
+                result_ttl=0,  # results go over pub/sub; keep nothing
+                failure_ttl=FAILURE_TTL_S,
+                job_id=job.job_id,
+                at_front=at_front,
+                # RQ would otherwise describe the job by the repr of its arguments: the
+                # audio. That costs milliseconds per job and puts audio bytes in logs.
+                description=f"transcribe {job.job_id}",
+            )
+
+    def length(self) -> int:
+        """Jobs waiting in Redis (both queues), for the ``S2T_MAX_QUEUE_LENGTH`` bound."""
+        return sum(queue_depths(self._redis).values())
+
+    def inflight_entries(self) -> list[InflightEntry]:
+        """Every job a worker has claimed and not yet released; a malformed entry is dropped
+        rather than blocking the reaper."""
+        out = []
+        for job_id, raw in self._redis.hgetall(INFLIGHT_KEY).items():
+            try:
+                data = codec.loads(raw)
+                out.append(
+                    InflightEntry(
+                        job_id=job_id.decode() if isinstance(job_id, bytes) else str(job_id),
+                        worker_id=str(data["worker"]),
+                        queue=str(data["queue"]),
+                        started_at=float(data["at"]),
+                        job=dict(data["job"]),
+                    )
+                )
+            except Exception:
+                self._redis.hdel(INFLIGHT_KEY, job_id)
+        return out
+
+    def claim_orphan(self, job_id: str) -> bool:
+        """Take an entry away from its (dead) worker. Removing it is the claim: only one
+        reaper wins it, however many audio services run; False when another reaper took it
+        or the worker finished after all."""
+        return bool(self._redis.hdel(INFLIGHT_KEY, job_id))
+
+    def take_dead_attempt(self, job_id: str) -> TranscriptionJob | None:
+        """The dead attempt's job with its audio (None when its record is gone or is not
+        a transcription job); its record is deleted either way, as it holds audio."""
+        try:
+            old = Job.fetch(job_id, connection=self._redis, serializer=MsgpackSerializer)
+        except Exception:
+            return None
+        payload = None
+        with contextlib.suppress(Exception):
+            payload = old.args[0] if old.args else None
+        with contextlib.suppress(Exception):
+            old.delete()
+        if not isinstance(payload, dict):
+            return None
+        try:
+            return TranscriptionJob.from_wire(payload)
+        except Exception:
+            return None
+
+
+def queue_depths(client: redis.Redis) -> dict[str, int]:
+    """Jobs waiting per queue, finals first."""
+    pipe = client.pipeline(transaction=False)
+    for name in QUEUES:
+        pipe.llen(queue_key(name))
+    return {name: int(n) for name, n in zip(QUEUES, pipe.execute(), strict=True)}
+
+
+async def queue_depths_async(client: aioredis.Redis) -> dict[str, int]:
+    """:func:`queue_depths` for the gateway's async client."""
+    return {name: int(await client.llen(queue_key(name))) for name in QUEUES}
+
+
+# --- the worker's side ------------------------------------------------------------------
+
+
+def started(job: TranscriptionJob) -> Taken:
+    """The job RQ started in this process, as the first of its batch."""
+    rq_job = get_current_job()
+    return Taken(job, rq_job.id if rq_job else None, rq_job.origin if rq_job else None)
+
+
+def claim(client: redis.Redis, taken: Taken, worker_id: str) -> None:
+    """If this worker dies from now on, the reaper retries the job elsewhere."""
+    if taken.rq_id is None:
+        return
+    wire = {k: v for k, v in taken.job.to_wire().items() if k != "pcm"}
+    entry = {"worker": worker_id, "queue": taken.queue or "", "at": time.time(), "job": wire}
+    client.hset(INFLIGHT_KEY, taken.rq_id, codec.dumps(entry))
+
+
+def release(client: redis.Redis, taken: Taken) -> None:
+    """The job is answered or skipped: drop its claim, and the record of a gathered job
+    (RQ deletes the one it started itself, ``result_ttl=0``)."""
+    if taken.rq_id is None:
+        return
+    client.hdel(INFLIGHT_KEY, taken.rq_id)
+    if taken.gathered:
+        client.delete(job_key(taken.rq_id))
+
+
+def gather(client: redis.Redis, model: str, limit: int, accept: Callable[[Taken], bool]) -> list[Taken]:
+    """Up to ``limit`` jobs for ``model`` that are waiting now, finals first (see the module
+    docstring). ``accept`` sees each job as soon as it is taken (to claim it) and may settle
+    it there (a superseded partial is skipped): a job it refuses does not count towards
+    ``limit``."""
+    taken: list[Taken] = []
+    for name in QUEUES:
+        key = queue_key(name)
+        while len(taken) < limit:
+            raw = client.lpop(key)
+            if raw is None:
+                break
+            job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            try:
+                job = _fetch(client, job_id)
+            except NoSuchJobError:
+                continue  # expired while it waited: RQ would skip it too
+            except Exception as exc:  # not ours to judge: RQ runs (or fails) it as it would have
+                log.warning("gather_left_job", job_id=job_id, error=repr(exc)[:200])
+                job = None
+            if job is None or job.model != model:
+                # Back to the front, and no further: the next worker takes it first, and
+                # nothing behind it (partials included) overtakes it through this batch.
+                client.lpush(key, job_id)
+                return taken
+            client.persist(job_key(job_id))
+            candidate = Taken(job, job_id, name, gathered=True)
+            if accept(candidate):
+                taken.append(candidate)
+    return taken
+
+
+def _fetch(client: redis.Redis, job_id: str) -> TranscriptionJob | None:
+    """The job's payload, or None when it is not a transcription job."""
+    rq_job = Job.fetch(job_id, connection=client, serializer=MsgpackSerializer)
+    if rq_job.func_name != TRANSCRIBE_FUNC or not rq_job.args:
+        return None
+    return TranscriptionJob.from_wire(rq_job.args[0])
+
+
+class _Worker(SimpleWorker):
+    """RQ's SimpleWorker runs each job in this process (no fork per job), so the model the
+    worker loaded serves every job. It remembers a shutdown signal, so that
+    :func:`run_worker_loop` can tell a requested stop from RQ giving up: RQ leaves its loop
+    on any Redis error outside its blocking pop (a job's bookkeeping, the heartbeat after
+    it), and a worker must outlive a Redis restart, not die with it."""
+
+    stopping = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        super().request_stop(signum, frame)
+
+
+def _rejoin(worker: _Worker) -> None:
+    """Once Redis answers again, mark the previous run dead so RQ accepts the name anew.
+    Gives up when a shutdown signal comes meanwhile (RQ's handler then raises, as it
+    cannot reach Redis, or raises StopRequested)."""
+    with contextlib.suppress(redis.exceptions.RedisError, StopRequested):
+        for attempt in Retrying(
+            retry=retry_if_exception_type(redis.exceptions.RedisError),
+            wait=wait_exponential(multiplier=0.5, max=REDIS_WAIT_MAX_S),
+            stop=lambda _: worker.stopping,
+            reraise=True,
+        ):
+            with attempt:
+                worker.connection.ping()
+                worker.register_death()
+
+
+def _work_until_stopped(worker: _Worker) -> None:
+    while not worker.stopping:
+        try:
+            worker.work(with_scheduler=False, logging_level="WARNING")
+        except redis.exceptions.RedisError as exc:  # raised by RQ's own teardown
+            log.warning("worker_loop_redis_error", error=str(exc))
+        if worker.stopping:
+            return
+        log.warning("worker_loop_restarting", worker_id=worker.name)
+        _rejoin(worker)
+
+
+def run_worker_loop(connection: redis.Redis, name: str) -> None:
+    """Take jobs until SIGTERM/SIGINT, through Redis restarts. Finals are listed before
+    partials, and RQ always pops from the first non-empty queue, which is how finals
+    outrank partials. ``connection`` should be a client of its own: RQ raises its socket
+    timeout above the blocking pop, and a pooled connection may still carry the short
+    default."""
+    worker = _Worker(
+        list(QUEUES),
+        connection=connection,
+        serializer=MsgpackSerializer,
+        name=name,
+        log_job_description=False,
+    )
+    _work_until_stopped(worker)
