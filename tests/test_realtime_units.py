@@ -128,7 +128,7 @@ def test_session_updates_are_checked_before_anything_changes() -> None:
     )
     assert updated.format == G711_ULAW and updated.turn_detection is not None
     assert updated.turn_detection.silence_duration_ms == 800
-    assert updated.stream_options()["vad"]["pause_s"] == 0.8
+    assert updated.vad().pause_s == 0.8
     assert updated.ga_session()["audio"]["input"]["format"] == {"type": "audio/pcmu"}
 
 
@@ -139,6 +139,6 @@ def test_semantic_vad_is_served_as_a_pause_by_eagerness_and_echoed_as_server_vad
     for eagerness in ("low", "auto", "high"):
         semantic = {"turn_detection": {"type": "semantic_vad", "eagerness": eagerness}}
         updated = apply_ga_update(config, {"type": "transcription", "audio": {"input": semantic}}, "tiny.en")
-        pauses[eagerness] = updated.stream_options()["vad"]["pause_s"]
+        pauses[eagerness] = updated.vad().pause_s
         assert updated.ga_session()["audio"]["input"]["turn_detection"]["type"] == "server_vad"
     assert pauses["high"] < pauses["auto"] < pauses["low"]
