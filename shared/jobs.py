@@ -28,14 +28,6 @@ def live_utterance_id(stream_id: str, index: int) -> str:
     return f"{stream_id}-u{index}"
 
 
-def live_utterance_index(utterance_id: Any) -> int | None:
-    """The ``index`` in an id made by :func:`live_utterance_id`, None for any other id."""
-    if not isinstance(utterance_id, str) or "-u" not in utterance_id:
-        return None
-    tail = utterance_id.rsplit("-u", 1)[1]
-    return int(tail) if tail.isdigit() else None
-
-
 def client_view(reply: dict[str, Any]) -> dict[str, Any]:
     """A worker reply as a client may see it: the routing fields removed."""
     return {k: v for k, v in reply.items() if k not in ROUTING_FIELDS}
