@@ -175,7 +175,7 @@ class LiveStream:
 
     def _configure(self, control: Configure) -> None:
         """Only what the gateway set changes; an empty ``model`` keeps the current one."""
-        changed = control.model_fields_set - {"type"}
+        changed = control.changes()
         if "language" in changed:
             self.language = control.language
         if control.model:
