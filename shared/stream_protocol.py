@@ -22,7 +22,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+)
 
 
 class _Message(BaseModel):
@@ -33,7 +41,13 @@ class _Message(BaseModel):
 
 
 class VadSettings(_Message):
-    """A client's turn detection. ``pause_s`` None: utterances end only on :class:`Commit`."""
+    """A client's turn detection. ``pause_s`` None: utterances end only on :class:`Commit`;
+    a field left out keeps the service's default, so only the fields set travel."""
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k in self.model_fields_set}
 
     threshold: float | None = None
     pause_s: float | None = None
