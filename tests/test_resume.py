@@ -142,3 +142,77 @@ def test_a_wrong_token_is_refused_and_after_the_window_the_session_is_gone(stack
         assert (expired["type"], expired["code"]) == ("error", "resume_expired"), expired
         send_json(other, {"command": "ping"})
         assert recv_json(other)["type"] == "pong"  # the connection serves on
+
+
+def test_a_realtime_session_resumes_with_the_extension(stack: Stack) -> None:
+    """``/v1/realtime?resumable=true``: the same recording continues on a new connection
+    (``x_session.resume``), each item completed once across both."""
+    import base64
+    import json
+
+    from tests.test_realtime import pcm24, session, silence
+
+    audio = pcm24("jfk") + silence(1.5)
+    step = int(24000 * 2 * CHUNK_S)
+    url = stack.base_url.replace("http://", "ws://") + "/v1/realtime?resumable=true"
+    completed: list[str] = []
+    events: list[dict[str, Any]] = []
+
+    def reader(ws: ClientConnection, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                event = json.loads(ws.recv(timeout=0.5))
+            except TimeoutError:
+                continue
+            except Exception:
+                return
+            events.append(event)
+            if event["type"] == "conversation.item.input_audio_transcription.completed":
+                completed.append(event["transcript"])
+
+    def append(ws: ClientConnection, data: bytes, paced: bool) -> None:
+        t0 = time.monotonic()
+        for n, at in enumerate(range(0, len(data), step)):
+            chunk = base64.b64encode(data[at : at + step]).decode()
+            ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
+            if paced:
+                time.sleep(max(0.0, t0 + (n + 1) * CHUNK_S - time.monotonic()))
+
+    update = {"type": "session.update", "session": session()}
+    first = connect(url, max_size=None)
+    first.send(json.dumps(update))
+    stop_first = threading.Event()
+    threading.Thread(target=reader, args=(first, stop_first), daemon=True).start()
+    append(first, audio[: len(audio) // 2], paced=True)
+    time.sleep(1.0)
+    resumable = next(e for e in events if e["type"] == "x_session.resumable")
+    stop_first.set()
+    cut(first)
+    got_before = len(completed)
+    time.sleep(3.0)
+
+    with connect(url, max_size=None) as second:
+        second.send(json.dumps(update))
+        resume = {
+            "type": "x_session.resume",
+            "session_id": resumable["session_id"],
+            "resume_token": resumable["resume_token"],
+            "finals_received": got_before,
+        }
+        second.send(json.dumps(resume))
+        stop = threading.Event()
+        threading.Thread(target=reader, args=(second, stop), daemon=True).start()
+        deadline = time.monotonic() + 15
+        while not any(e["type"] == "x_session.resumed" for e in events) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        resumed = next(e for e in events if e["type"] == "x_session.resumed")
+        append(second, audio[resumed["audio_offset"] // 3 * 3 :], paced=False)
+        deadline = time.monotonic() + 60
+        reference = manifest()["jfk"]["reference"]
+        while time.monotonic() < deadline and wer(reference, " ".join(completed)) > 0.15:
+            time.sleep(0.5)
+        time.sleep(2.0)  # anything more (a duplicate) would come now
+        stop.set()
+    assert not [e for e in events if e["type"] == "error"], events
+    assert wer(reference, " ".join(completed)) <= 0.15, completed
+    assert len(completed) == len(set(completed)), completed  # no item twice

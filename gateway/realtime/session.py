@@ -36,12 +36,16 @@ from shared.protocol import ErrorCode, ProtocolError, loads_untrusted
 
 log = structlog.get_logger()
 
+#: Our extension (README, "Resuming a realtime session"): asked for with ``?resumable=true``,
+#: so that OpenAI's own clients never see an event type they do not know.
+RESUME_EVENT = "x_session.resume"
 CLIENT_EVENTS = (
     "session.update",
     "transcription_session.update",
     "input_audio_buffer.append",
     "input_audio_buffer.commit",
     "input_audio_buffer.clear",
+    RESUME_EVENT,
 )
 
 
@@ -52,7 +56,10 @@ class RealtimeProtocol:
         self.config: TranscriptionConfig = default_config(
             connection.ws.query_params.get("model"), connection.settings.model
         )
-        self.renderer = RealtimeRenderer(server_vad=lambda: self.config.turn_detection is not None)
+        resumable = connection.ws.query_params.get("resumable", "").lower() in ("1", "true", "yes")
+        self.renderer = RealtimeRenderer(
+            server_vad=lambda: self.config.turn_detection is not None, resumable=resumable
+        )
         self._parsed: tuple[str, Any] = ("", None)  # the last text frame and its JSON
 
     async def opened(self) -> None:
@@ -110,6 +117,8 @@ class RealtimeProtocol:
                         "input_audio_buffer_commit_empty", "Nothing to commit: the audio buffer is empty"
                     )
                 await self.conn.recording.control(sp.Commit())
+            case "x_session.resume":
+                await self._resume(message)
             case "input_audio_buffer.clear":
                 if self.conn.recording is not None and self.conn.recording.live:
                     await self.conn.recording.control(sp.Clear())
@@ -156,6 +165,21 @@ class RealtimeProtocol:
             vad=self.config.vad(),
             speech_events=True,
         )
+
+    async def _resume(self, message: dict[str, Any]) -> None:
+        """Continue a recording whose connection dropped: the missed items' results come
+        again, and ``x_session.resumed`` says from which byte of its audio to append on."""
+        session_id, token, received = (
+            message.get("session_id"),
+            message.get("resume_token"),
+            message.get("finals_received", 0),
+        )
+        if not isinstance(session_id, str) or not isinstance(token, str):
+            raise ConfigError(ErrorCode.MISSING_FIELD, "'session_id' and 'resume_token' are required")
+        if not isinstance(received, int) or isinstance(received, bool) or received < 0:
+            raise ConfigError(ErrorCode.INVALID_FIELD, "'finals_received' must be a count", "finals_received")
+        self.renderer.new_recording()
+        await self.conn.resume_recording(session_id[:64], token[:128], received)
 
     async def _reconfigure(self, config: TranscriptionConfig) -> None:
         """Apply to the audio still to come: the running stream changes its settings at

@@ -7,6 +7,8 @@
 - final text → the last ``delta``, ``...completed``, ``conversation.item.done``
 - an utterance failed → ``...failed``; any other error → ``error``
 - Redis lost → ``error`` ``redis_unavailable``; recording and file statuses have no counterpart
+- with ``resumable`` (our extension, asked for in the URL): the recording's resume
+  credentials → ``x_session.resumable``, a resume → ``x_session.resumed``
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from shared.protocol import ErrorCode
 @dataclass
 class RealtimeRenderer:
     server_vad: Callable[[], bool]  # whether the session uses turn detection now
+    resumable: bool = False  # the client asked for the resume extension
     deltas: DeltaTracker = field(default_factory=DeltaTracker)
     _items: dict[int, str] = field(default_factory=dict)  # utterance index -> item id
     _committed: set[int] = field(default_factory=set)
@@ -36,6 +39,24 @@ class RealtimeRenderer:
 
     def render(self, event: events.Event) -> list[dict[str, Any]]:
         match event:
+            case events.RecordingStarted(session_id=str(session_id)) if self.resumable:
+                return [
+                    rt.event(
+                        "x_session.resumable",
+                        session_id=session_id,
+                        resume_token=event.resume_token,
+                        resume_window_s=event.resume_window_s,
+                    )
+                ]
+            case events.RecordingResumed():
+                return [
+                    rt.event(
+                        "x_session.resumed",
+                        session_id=event.session_id,
+                        audio_offset=event.audio_offset,
+                        replayed=event.replayed,
+                    )
+                ]
             case events.SpeechStarted():
                 self._items[event.index] = rt.new_id("item")  # a fresh item, also after a dropped blip
                 if not self.server_vad():
