@@ -23,6 +23,17 @@ class DecodeOptions:
     word_timestamps: bool = False
     without_timestamps: bool = False  # fewer tokens to decode when segment times are not needed
     temperature: float | None = None  # None: the backend's fallback schedule from 0.0 upwards
+    #: False: decode once at ``temperature`` (0 when unset) and keep it. The fallback schedule
+    #: re-decodes hard windows at higher temperatures, which on short clips trades a stumble
+    #: for invented words (README, "Decode settings").
+    temperature_fallback: bool = True
+    condition_on_previous_text: bool = False  # prompt each 30 s window with the last one's text
+    #: Let the backend run its own VAD and decode only the speech (faster-whisper's
+    #: ``vad_filter``); the audio service has already cut at pauses, so off by default.
+    vad_filter: bool = False
+    #: The audio's first seconds are left context (the stream before a live utterance): the
+    #: model hears them, and only the words whose middle lies after them are returned.
+    emit_after_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -78,12 +78,12 @@ class FasterWhisperTranscriber:
             task=options.task if self.multilingual else "transcribe",
             beam_size=options.beam_size,
             initial_prompt=options.initial_prompt if not from_s else None,
-            word_timestamps=options.word_timestamps,
+            word_timestamps=options.word_timestamps or options.emit_after_s > 0,
             without_timestamps=options.without_timestamps,
-            condition_on_previous_text=False,
-            vad_filter=False,
+            condition_on_previous_text=options.condition_on_previous_text,
+            vad_filter=options.vad_filter and not from_s,
             clip_timestamps=[from_s] if from_s else "0",
-            **_temperature(options.temperature),
+            **_temperature(options.temperature, options.temperature_fallback),
         )
         segs = list(before) + [
             Segment(
@@ -98,6 +98,8 @@ class FasterWhisperTranscriber:
             )
             for s in segments
         ]
+        if options.emit_after_s > 0:
+            segs = _after(segs, options.emit_after_s, keep_words=options.word_timestamps)
         return _transcription(segs, info.language, info.language_probability)
 
     def transcribe_batch(
@@ -131,7 +133,10 @@ class FasterWhisperTranscriber:
         results: list[Transcription | Exception | None] = [None] * len(items)
         pending: list[_Item] = []
         for index, (audio, options) in enumerate(items):
-            if len(audio) == 0 or options.word_timestamps or options.temperature:
+            alone = (
+                options.word_timestamps or options.temperature or options.vad_filter or options.emit_after_s
+            )
+            if len(audio) == 0 or alone:
                 results[index] = self._alone(audio, options, reraise)
                 continue
             try:
@@ -297,7 +302,7 @@ class FasterWhisperTranscriber:
         """The first window's segments, as ``generate_segments`` yields them, then the rest
         of the pipeline alone when faster-whisper would go on."""
         options = dataclasses.replace(item.options, language=item.language)
-        if first is None or first.needs_fallback():
+        if first is None or (options.temperature_fallback and first.needs_fallback()):
             return self._alone(item.audio, options, reraise)
         segments: list[Segment] = []
         if first.is_silence():
@@ -342,9 +347,27 @@ def _transcription(segs: list[Segment], language: str | None, probability: float
     )
 
 
-def _temperature(temperature: float | None) -> dict[str, float]:
+def _after(segments: list[Segment], boundary_s: float, *, keep_words: bool) -> list[Segment]:
+    """The segments cut to the words whose middle lies after ``boundary_s`` (the end of the
+    left context), their times from those words; segments with none left are dropped."""
+    out = []
+    for segment in segments:
+        words = [w for w in segment.words or [] if (w.start + w.end) / 2 >= boundary_s]
+        if not words:
+            continue
+        text = "".join(w.word for w in words).strip()
+        out.append(
+            dataclasses.replace(segment, start=words[0].start, text=text, words=words if keep_words else None)
+        )
+    return out
+
+
+def _temperature(temperature: float | None, fallback: bool = True) -> dict[str, float]:
     """OpenAI's convention: 0 (or nothing) lets the model raise the temperature when decoding
-    fails, so keep faster-whisper's fallback schedule; a positive value is used as given."""
+    fails, so keep faster-whisper's fallback schedule; a positive value is used as given.
+    Without ``fallback`` the one decode at that temperature (0 when unset) is kept."""
+    if not fallback:
+        return {"temperature": temperature or 0.0}
     return {"temperature": temperature} if temperature else {}
 
 

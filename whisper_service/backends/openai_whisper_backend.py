@@ -102,7 +102,8 @@ class OpenAIWhisperTranscriber:
             best_of=options.beam_size,
             initial_prompt=options.initial_prompt,
             word_timestamps=options.word_timestamps,
-            condition_on_previous_text=False,
+            condition_on_previous_text=options.condition_on_previous_text,
+            **({} if options.temperature_fallback else {"temperature": options.temperature or 0.0}),
             fp16=self.device.startswith("cuda"),
             verbose=None,
         )
