@@ -51,7 +51,7 @@ def _decode_hints(req: dict[str, Any]) -> dict[str, Any]:
         hints["prompt"] = req["prompt"]
     if isinstance(req.get("temperature"), int | float) and not isinstance(req["temperature"], bool):
         hints["temperature"] = float(req["temperature"])
-    for flag in ("word_timestamps", "trim_segments"):
+    for flag in ("word_timestamps", "trim_segments", "timestamps"):
         if isinstance(req.get(flag), bool):
             hints[flag] = req[flag]
     return hints

@@ -184,6 +184,16 @@ def clips(fixture_ids: list[str], setting: Setting) -> list[Clip]:
     return out
 
 
+def with_noise(audio: np.ndarray, snr_db: float | None) -> np.ndarray:
+    """White noise at ``snr_db`` below the clip's power (seeded by its length, so every
+    setting hears the same noise): the clean fixtures leave most settings tied."""
+    if snr_db is None or not len(audio):
+        return audio
+    noise = np.random.default_rng(len(audio)).standard_normal(len(audio)).astype(np.float32)
+    power = float(np.mean(audio**2)) / 10 ** (snr_db / 10)
+    return (audio + noise * np.sqrt(power)).astype(np.float32)
+
+
 def corpus_wer(pairs: list[tuple[str, str]]) -> float | None:
     if not pairs:
         return None
@@ -192,7 +202,9 @@ def corpus_wer(pairs: list[tuple[str, str]]) -> float | None:
     return round(errors / max(1, result.hits + result.substitutions + result.deletions), 3)
 
 
-def run_setting(transcriber: Transcriber, setting: Setting, fixture_ids: list[str]) -> dict[str, Any]:
+def run_setting(
+    transcriber: Transcriber, setting: Setting, fixture_ids: list[str], snr_db: float | None = None
+) -> dict[str, Any]:
     results: list[tuple[Clip, str]] = []
     started = time.perf_counter()
     for clip in clips(fixture_ids, setting):
@@ -204,7 +216,8 @@ def run_setting(transcriber: Transcriber, setting: Setting, fixture_ids: list[st
             these = dataclasses.replace(
                 options, emit_after_s=len(context) / SAMPLE_RATE, initial_prompt=prompt
             )
-            texts.append(transcriber.transcribe(np.concatenate([context, piece]), these).text)
+            audio = with_noise(np.concatenate([context, piece]), snr_db)
+            texts.append(transcriber.transcribe(audio, these).text)
         results.append((clip, " ".join(t for t in texts if t)))
     row: dict[str, Any] = {
         "setting": setting.name,
@@ -231,6 +244,7 @@ def main() -> None:
     parser.add_argument("--models", default="tiny.en", help="comma-separated; base runs the German fixtures")
     parser.add_argument("--settings", default="", help="comma-separated setting names (default: all)")
     parser.add_argument("--threads", type=int, default=cpu_count())
+    parser.add_argument("--snr-db", type=float, help="add white noise this far below each clip's power")
     parser.add_argument("--report", help="write the rows (and every transcript) as JSON here")
     args = parser.parse_args()
     chosen = [s for s in SETTINGS if not args.settings or s.name in args.settings.split(",")]
@@ -241,15 +255,16 @@ def main() -> None:
         if transcriber.multilingual:
             fixture_ids = [f for f in fixture_ids if manifest()[f]["language"] != "en"]
         for setting in tqdm(chosen, desc=model, unit="setting"):
-            rows.append(run_setting(transcriber, setting, fixture_ids))
-    print(f"machine: {machine()}; WER corpus-level, tests.helpers.normalize, numbers not normalised")
+            rows.append(run_setting(transcriber, setting, fixture_ids, args.snr_db))
+    noise = f"; white noise at {args.snr_db} dB SNR" if args.snr_db is not None else ""
+    print(f"machine: {machine()}; WER corpus-level, tests.helpers.normalize, numbers not normalised{noise}")
     keys = sorted({k for r in rows for k in r if ":" in k})
     columns = [("setting", "setting", 22), ("model", "model", 9)]
     columns += [(g, g, 7) for g in ("full", "short", "live")]
     columns += [(k.replace("osr_us_000_0034", "osr").replace("thorsten_", "th_"), k, 17) for k in keys]
     columns += [("digits", "digits", 7), ("s", "seconds", 7)]
     print_table(rows, columns)
-    write_report(args.report, rows, models=args.models)
+    write_report(args.report, rows, models=args.models, snr_db=args.snr_db)
 
 
 if __name__ == "__main__":

@@ -80,8 +80,15 @@ class AudioRequest:
         also change where decoding resumes, which can make the model decode the silence
         after the last word ("Thank you."). Segment times are trimmed to the speech by the
         worker instead (see ``whisper_service.jobs``): subtitles need cues that end when
-        the speaking does."""
-        hints: dict[str, Any] = {"word_timestamps": self.words, "trim_segments": True}
+        the speaking does. ``timestamps``: only subtitles, verbose_json, word timings and the
+        stream's per-piece segments show segment times; json and text decode without
+        timestamp tokens, which measured more accurate (README, "Decode settings")."""
+        needs_times = self.words or self.stream or self.response_format in ("srt", "vtt", "verbose_json")
+        hints: dict[str, Any] = {
+            "word_timestamps": self.words,
+            "trim_segments": True,
+            "timestamps": needs_times,
+        }
         if self.prompt:
             hints["prompt"] = self.prompt
         if self.temperature is not None:

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     workers: int = 0  # 0: cores / 2, at least 1 (for `up`)
     beam_size: int = 5  # finals and files
     partial_beam_size: int = 1  # live partials: greedy, they are replaced anyway
+    # Decode settings, chosen by bench/decode_settings.py (README, "Decode settings").
+    #: auto: files decode timestamp tokens only when the reply needs segment times (srt, vtt,
+    #: verbose_json, word timings, streaming); always: every file does.
+    file_timestamps: Literal["auto", "always"] = "auto"
+    temperature_fallback: bool = False  # files and live finals: re-decode hard windows hotter
+    partial_temperature_fallback: bool = False
+    condition_on_previous_text: bool = False  # files longer than one 30 s window
     batch_size: int = 0  # jobs a worker transcribes in one model call when they wait; 1: off, 0: auto
     model_load_timeout_s: float = 300.0
 

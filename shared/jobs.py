@@ -57,6 +57,9 @@ class TranscriptionJob:
     temperature: float | None = None  # None or 0: the model's fallback schedule
     word_timestamps: bool = False  # add per-word timings to the reply's segments
     trim_segments: bool = False  # snap segment times to the speech (subtitles)
+    #: Whether the reply needs segment times (False: the worker may decode without timestamp
+    #: tokens, S2T_FILE_TIMESTAMPS); None: not said, decoded with them as before.
+    timestamps: bool | None = None
     #: Where the piece has speech (seconds from its start), found by the audio service's
     #: splitter when ``trim_segments`` is asked: the worker trims segments to it instead of
     #: running the VAD again. Lists, so that msgpack carries them.
