@@ -179,8 +179,8 @@ def clips(fixture_ids: list[str], setting: Setting) -> list[Clip]:
             for piece, reference in zip(pieces, references, strict=True):
                 padded = np.concatenate([zeros, piece, zeros]) if len(zeros) else piece
                 out.append(Clip(fixture_id, "short", language, reference, (padded,)))
-            finals, contexts = live_pieces(pcm, setting.context_s)
-            out.append(Clip(fixture_id, "live", language, item["reference"], tuple(finals), tuple(contexts)))
+        finals, contexts = live_pieces(pcm, setting.context_s)
+        out.append(Clip(fixture_id, "live", language, item["reference"], tuple(finals), tuple(contexts)))
     return out
 
 
