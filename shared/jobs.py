@@ -54,7 +54,7 @@ class TranscriptionJob:
     prompt: str | None = None
     stream_id: str | None = None  # live streams: partials of a stream supersede older ones
     seq: int = 0  # order of this job among its stream's jobs
-    temperature: float | None = None  # None or 0: the model's fallback schedule
+    temperature: float | None = None  # None or 0: S2T_TEMPERATURE_FALLBACK decides; >0: as asked
     word_timestamps: bool = False  # add per-word timings to the reply's segments
     trim_segments: bool = False  # snap segment times to the speech (subtitles)
     #: Whether the reply needs segment times (False: the worker may decode without timestamp
