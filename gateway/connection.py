@@ -101,8 +101,13 @@ class Connection:
         task.add_done_callback(self._tasks.discard)
 
     @property
+    def live_recording(self) -> Recording | None:
+        """The recording audio may still go to, if any (not one that has ended)."""
+        return self.recording if self.recording is not None and self.recording.live else None
+
+    @property
     def recording_live(self) -> bool:
-        return self.recording is not None and self.recording.live
+        return self.live_recording is not None
 
     async def start_recording(self, **options: Any) -> Recording:
         """A new live recording on this connection (see :class:`Recording` for ``options``),
@@ -261,8 +266,8 @@ class Connection:
             return
         message = "Redis restarted while this was in flight; send it again"
         self.files.fail_inflight(ErrorCode.REDIS_UNAVAILABLE, message)
-        if self.recording is not None and self.recording.live:
-            self.recording.expire(time.monotonic(), -1.0, ErrorCode.REDIS_UNAVAILABLE, message)
+        if (recording := self.live_recording) is not None:
+            recording.expire(time.monotonic(), -1.0, ErrorCode.REDIS_UNAVAILABLE, message)
 
     async def _watch_recording(self) -> None:
         max_wait = self.settings.job_ttl_s + self.settings.job_timeout_s

@@ -15,7 +15,7 @@ native shape, which the other renderers read typed fields from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from shared.protocol import ErrorCode
@@ -120,13 +120,14 @@ class FinalText:
 
 @dataclass(frozen=True)
 class UtteranceFailed:
-    """The utterance's one answer is this error instead of a final."""
+    """The utterance's one answer is this error instead of a final. ``waited_s`` as for
+    :class:`FinalText`."""
 
     index: int
     utterance_id: str
     code: str
     message: str
-    reply: dict[str, Any] = field(default_factory=dict)  # the worker's error, when it sent one
+    waited_s: float | None = None
 
 
 @dataclass(frozen=True)

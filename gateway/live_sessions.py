@@ -16,8 +16,8 @@ the session. An unknown id answers ``resume_expired``: an id nobody holds any mo
 forged one look the same from outside.
 
 Sessions live in this gateway process: with several gateway replicas a resume must
-reach the replica that holds the recording (route by client address or by the
-``session`` query parameter); elsewhere it answers ``resume_expired``.
+reach the replica that holds the recording (route by client address); elsewhere it
+answers ``resume_expired``.
 """
 
 from __future__ import annotations
@@ -81,10 +81,6 @@ class LiveSession:
         skip = max(0, finals_received - first_kept)
         out: list[events.LiveEvent] = list(self._journal)[skip:]
         return out + ([self._stopped] if self._stopped is not None else [])
-
-    @property
-    def ended(self) -> bool:
-        return self._stopped is not None or self.recording is None or not self.recording.live
 
 
 class LiveSessions:

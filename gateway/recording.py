@@ -214,7 +214,11 @@ class Recording:
                 # How long a speaker waits before any text shows: what live users feel most.
                 self._first_partial_seen = True
                 metrics.LIVE_FIRST_PARTIAL.observe(time.monotonic() - self._started_at)
-            case events.FinalText(waited_s=waited) if waited is not None:
+            case events.FinalText(waited_s=waited) | events.UtteranceFailed(waited_s=waited) if (
+                waited is not None
+            ):
+                # From the audio service closing the utterance to its answer going out, as
+                # before the state machine: errors in a final's place count too.
                 metrics.LIVE_FINAL_LATENCY.observe(waited)
             case events.RecordingStopped():
                 self.ended.set()

@@ -73,8 +73,7 @@ class BrowserProtocol:
                 )
                 self.renderer.model = recording.model
             case protocol.StopRecording():
-                recording = self.conn.recording
-                if recording is None or not recording.live:  # nothing to flush
+                if (recording := self.conn.live_recording) is None:  # nothing to flush
                     self.conn.emit(events.RecordingStopped(self.model, 0))
                 else:
                     await recording.stop()
@@ -83,8 +82,8 @@ class BrowserProtocol:
         metrics.WS_MESSAGES.labels(command="binary").inc()
         try:
             protocol.check_audio_size(data, self.settings.max_audio_bytes)
-            if self.conn.recording is not None and self.conn.recording.live:
-                await self.conn.recording.feed(data)
+            if (recording := self.conn.live_recording) is not None:
+                await recording.feed(data)
                 return
             self.conn.files.accept(
                 data, language=self.language, task="transcribe", model=self.model, client_request_id=None

@@ -241,7 +241,7 @@ class UtteranceMachine:
                         utterance_id,
                         str(answer.message.get("code") or ErrorCode.INTERNAL_ERROR),
                         str(answer.message.get("message") or ""),
-                        answer.message,
+                        waited,
                     )
                 )
             else:

@@ -132,6 +132,7 @@ def test_a_worker_lost_mid_final_expires_in_order_and_stop_completes() -> None:
     assert finals(m.expire(now=5.0, max_wait_s=10.0, code=ErrorCode.TIMEOUT, message="late")) == []
     out = m.expire(now=20.0, max_wait_s=10.0, code=ErrorCode.TIMEOUT, message="late")
     assert finals(out) == [(0, "!timeout"), (1, "second")]
+    assert out[0].waited_s == 20.0  # type: ignore[union-attr]  # from its notice to its error
     assert out[-1] == events.RecordingStopped("tiny.en", 2)
     assert m.ended and m.result(reply("final", 0, 1, "too late"), now=21.0) == []
 

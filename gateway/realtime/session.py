@@ -112,16 +112,16 @@ class RealtimeProtocol:
                 await self._reconfigure(apply_beta_update(self.config, message.get("session"), default_model))
                 self.conn.push(rt.event("transcription_session.updated", session=self.config.beta_session()))
             case "input_audio_buffer.commit":
-                if self.conn.recording is None or not self.conn.recording.live:
+                if (recording := self.conn.live_recording) is None:
                     raise ConfigError(
                         "input_audio_buffer_commit_empty", "Nothing to commit: the audio buffer is empty"
                     )
-                await self.conn.recording.control(sp.Commit())
+                await recording.control(sp.Commit())
             case "x_session.resume":
                 await self._resume(message)
             case "input_audio_buffer.clear":
-                if self.conn.recording is not None and self.conn.recording.live:
-                    await self.conn.recording.control(sp.Clear())
+                if (recording := self.conn.live_recording) is not None:
+                    await recording.control(sp.Clear())
                 self.conn.push(rt.event("input_audio_buffer.cleared"))
             case _:
                 raise ConfigError(
@@ -148,9 +148,7 @@ class RealtimeProtocol:
             data = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             raise ConfigError(ErrorCode.INVALID_BASE64, "'audio' is not valid base64", "audio") from None
-        recording = self.conn.recording
-        if recording is None or not recording.live:
-            recording = await self._start()
+        recording = self.conn.live_recording or await self._start()
         await recording.feed(data)
 
     async def _start(self) -> Recording:
@@ -179,14 +177,13 @@ class RealtimeProtocol:
         if not isinstance(received, int) or isinstance(received, bool) or received < 0:
             raise ConfigError(ErrorCode.INVALID_FIELD, "'finals_received' must be a count", "finals_received")
         self.renderer.new_recording()
-        await self.conn.resume_recording(session_id[:64], token[:128], received)
+        await self.conn.resume_recording(session_id, token, received)
 
     async def _reconfigure(self, config: TranscriptionConfig) -> None:
         """Apply to the audio still to come: the running stream changes its settings at
         this point of the audio (no new stream, the session's audio timeline goes on)."""
         self.config = config
-        recording = self.conn.recording
-        if recording is not None and recording.live:
+        if (recording := self.conn.live_recording) is not None:
             await recording.control(
                 sp.Configure(
                     language=config.language,
