@@ -50,7 +50,12 @@ class BrowserRenderer:
             case events.RecordingFailed():
                 return [protocol.error(event.code, event.message)]
             case events.RecordingStopped():
-                return [protocol.status("Recording stopped", recording=False, model=event.model)]
+                # ``finals``: how many utterances were answered, so a client can tell it has them all.
+                return [
+                    protocol.status(
+                        "Recording stopped", recording=False, model=event.model, finals=event.finals
+                    )
+                ]
             case events.FileReceived():
                 return [protocol.status("Processing audio", processing=True, request_id=event.request_id)]
             case events.FileQueued():
