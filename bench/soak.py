@@ -390,7 +390,8 @@ class ComposeTarget:
 
     def kill(self, role: str) -> None:
         service = {"redis": "redis", "audio": "audio"}.get(role, "whisper")
-        container = self._containers(service)[0]
+        containers = sorted(self._containers(service))
+        container = containers[int(role.split("-")[1]) % len(containers) if role.startswith("worker-") else 0]
         inspect = ["docker", "inspect", "-f", "{{.State.Pid}}", container]
         pid = int(subprocess.run(inspect, capture_output=True, text=True, check=True).stdout)
         os.kill(pid, signal.SIGKILL)

@@ -189,3 +189,11 @@ print(f"grafana dashboard: {len(exprs)} queries valid")
 print("compose-smoke: OK")
 PY
 say "passed"
+
+# The soak with faults against this stack (bench/soak.py --target compose), when asked:
+# S2T_COMPOSE_SOAK_MINUTES=20 deploy/compose-smoke.sh (CI does not ask).
+if [ -n "${S2T_COMPOSE_SOAK_MINUTES:-}" ]; then
+    say "soak for ${S2T_COMPOSE_SOAK_MINUTES} min with faults"
+    "$PYTHON" -m bench.soak --target compose --server "$GATEWAY" --project "$PROJECT" \
+        --minutes "$S2T_COMPOSE_SOAK_MINUTES" --report "${S2T_COMPOSE_SOAK_REPORT:-/tmp/s2t-compose-soak.json}"
+fi
