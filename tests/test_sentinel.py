@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 import redis
 from websockets.sync.client import ClientConnection, connect
 
+from shared.redis_keys import INFLIGHT_KEY
 from tests.conftest import Stack, start_stack, stop_stack
 from tests.helpers import (
     chunk_stream,
@@ -222,5 +223,78 @@ def test_every_service_carries_on_after_a_sentinel_failover(topology: Topology) 
             _everything_transcribes(stack, ws, "after")
         assert _healthy(stack)
         assert stack.process.poll() is None, "up stopped"
+    finally:
+        stop_stack(stack)
+
+
+def _answer(ws: ClientConnection, request_id: str, seen: list[dict[str, Any]]) -> None:
+    """Read until the request is answered and the gateway has said ``reconnected``."""
+    answered = reconnected = False
+    while not (answered and reconnected):
+        message = recv_json(ws, timeout=120)
+        seen.append(message)
+        reconnected = reconnected or message.get("message") == "reconnected"
+        answered = answered or (
+            message.get("request_id") == request_id
+            and (
+                message.get("message") == "Processing complete"
+                or (message.get("type") == "error" and message.get("utterance_id") is None)
+            )
+        )
+
+
+def _kill_primary_and_watch(
+    topology: Topology, ws: ClientConnection, request_id: str
+) -> list[dict[str, Any]]:
+    topology.primary.send_signal(signal.SIGKILL)
+    topology.primary.wait(10)
+    killed_at = time.monotonic()
+    seen: list[dict[str, Any]] = []
+    _answer(ws, request_id, seen)
+    print(f"client saw, within {time.monotonic() - killed_at:.1f} s of the kill: {seen}")
+    return seen
+
+
+def _assert_answered_as_the_contract_says(seen: list[dict[str, Any]], fixture_id: str) -> None:
+    """Its transcript, or ``redis_unavailable`` (send it again), and nothing else."""
+    errors = {m["code"] for m in seen if m.get("type") == "error"}
+    assert errors <= {"redis_unavailable"}, seen
+    if not errors:
+        text = " ".join(m["transcript"] for m in finals(seen))
+        assert wer(manifest()[fixture_id]["reference"], text) <= 0.3, seen
+
+
+def test_a_piece_a_worker_holds_during_the_failover_is_answered(topology: Topology) -> None:
+    """What a client sees in the failover's seconds: ``reconnecting``, ``reconnected``, and
+    its file in flight answered, never left waiting; the connection then transcribes again."""
+    stack = start_stack(topology.url, workers=1)
+    try:
+        with connect(stack.ws_url, max_size=None) as ws:
+            audio = fixture_bytes("osr_us_000_0034")  # 35 s: two pieces, seconds of work for tiny.en
+            send_json(ws, process_audio_message(audio, language="en", request_id="held"))
+            primary = redis.Redis(port=topology.primary_port)
+            _wait("the worker takes a piece", lambda: primary.hlen(INFLIGHT_KEY) > 0, 60)
+            seen = _kill_primary_and_watch(topology, ws, "held")
+            _assert_answered_as_the_contract_says(seen, "osr_us_000_0034")
+            _wait("/health healthy", lambda: _healthy(stack), 60)
+            assert wer(manifest()["jfk"]["reference"], _ws_file_text(ws, "after")) <= 0.2
+    finally:
+        stop_stack(stack)
+
+
+@pytest.mark.xfail(
+    reason="audio_service/app.py decode_file lets the Redis error of its enqueue escape: HTTP 500, "
+    "and the gateway answers internal_error 'The audio service failed' (part 2 of issue 16 owns it)",
+    strict=False,  # the kill can also land after the enqueue, and then the file is answered well
+)
+def test_a_file_being_queued_during_the_failover_is_answered(topology: Topology) -> None:
+    stack = start_stack(topology.url, workers=1)
+    try:
+        with connect(stack.ws_url, max_size=None) as ws:
+            audio = fixture_bytes("osr_us_000_0034")
+            send_json(ws, process_audio_message(audio, language="en", request_id="queued"))
+            assert recv_json(ws, timeout=60)["message"] == "Processing audio"  # decoding starts now
+            seen = _kill_primary_and_watch(topology, ws, "queued")
+            _assert_answered_as_the_contract_says(seen, "osr_us_000_0034")
     finally:
         stop_stack(stack)
