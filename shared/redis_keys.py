@@ -52,6 +52,10 @@ def worker_key(worker_id: str) -> str:
     return f"{WORKER_KEY_PREFIX}{worker_id}"
 
 
+#: Socket timeouts towards each Sentinel daemon (not the primary), in seconds.
+SENTINEL_TIMEOUT_S = 2.0
+
+
 def _options(settings: Settings, overrides: dict[str, object]) -> dict[str, object]:
     """S2T_REDIS_PASSWORD, when set, wins over a password in the URL; ``overrides`` (a
     caller's own timeouts) win over both."""
@@ -64,9 +68,15 @@ def _options(settings: Settings, overrides: dict[str, object]) -> dict[str, obje
 def _sentinel_arguments(
     url: SentinelUrl, options: dict[str, object]
 ) -> tuple[list[tuple[str, int]], dict[str, object], dict[str, object]]:
-    """(sentinels, how to reach the daemons, how to reach the primary). The daemons get the
-    same socket timeouts as the primary, and their own credentials, never the primary's."""
-    daemon: dict[str, object] = {k: v for k, v in options.items() if k.startswith("socket_")}
+    """(sentinels, how to reach the daemons, how to reach the primary). The daemons get
+    their own credentials, never the primary's, and short timeouts unless the caller sets
+    its own: they are asked one after another, so an unreachable one must not hold up the
+    next for a TCP timeout."""
+    daemon: dict[str, object] = {
+        "socket_timeout": SENTINEL_TIMEOUT_S,
+        "socket_connect_timeout": SENTINEL_TIMEOUT_S,
+        **{k: v for k, v in options.items() if k.startswith("socket_")},
+    }
     if url.sentinel_username:
         daemon["username"] = url.sentinel_username
     if url.sentinel_password:

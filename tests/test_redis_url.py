@@ -85,9 +85,17 @@ def test_sentinel_client_takes_the_primary_through_sentinel() -> None:
     assert kwargs["health_check_interval"] == 30  # as for a plain URL
     manager = pool.sentinel_manager  # type: ignore[attr-defined]
     # The daemons get their own password and the caller's timeouts, never the primary's password.
-    assert manager.sentinel_kwargs == {"socket_timeout": 1.0, "password": "sp"}
+    assert manager.sentinel_kwargs == {"socket_timeout": 1.0, "socket_connect_timeout": 2.0, "password": "sp"}
     addresses = [s.connection_pool.connection_kwargs for s in manager.sentinels]
     assert [(a["host"], a["port"]) for a in addresses] == [("s1", 1), ("s2", 2)]
+
+
+def test_sentinel_daemons_get_short_timeouts_by_default() -> None:
+    """They are asked in turn: one that does not answer must not stall the next."""
+    client = sync_client(Settings(redis_url="redis+sentinel://s1,s2/m"))
+    manager = client.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+    assert manager.sentinel_kwargs == {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+    assert "socket_timeout" not in client.connection_pool.connection_kwargs  # the primary: as today
 
 
 def test_redis_password_setting_wins_over_the_url_for_sentinel_too() -> None:
