@@ -1,5 +1,5 @@
-"""``whisper-appliance up``: Redis (embedded when none answers), the audio service, N
-workers and the gateway, as child processes of this one, kept running.
+"""``whisper-appliance up``: Redis (embedded when none answers, never for a Sentinel URL), the
+audio service, N workers and the gateway, as child processes of this one, kept running.
 
 A child that exits is started again with the same name, ports and settings, after a
 backoff, while the others keep serving; more than ``S2T_RESTART_LIMIT`` exits of one
