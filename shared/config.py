@@ -9,11 +9,14 @@ so an operator can see what a container actually runs with.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.redis_url import validate_redis_url
 
 
 def cpu_count() -> int:
@@ -25,11 +28,18 @@ def cpu_count() -> int:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="S2T_", extra="ignore")
+    # hide_input_in_errors: a bad S2T_REDIS_URL's error must not print the password inside it.
+    model_config = SettingsConfigDict(env_prefix="S2T_", extra="ignore", hide_input_in_errors=True)
 
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: SecretStr | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_usable(cls, url: str) -> str:
+        """A typo in the URL stops the service at start, naming the setting."""
+        return validate_redis_url(url)
 
     # Network
     host: str = "127.0.0.1"
@@ -128,13 +138,20 @@ class Settings(BaseSettings):
 
 
 def mask_url_password(url: str) -> str:
-    """redis://user:secret@host -> redis://user:***@host"""
+    """redis://user:secret@host -> redis://user:***@host; a Sentinel URL's
+    ``sentinel_password=`` option too."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return url
-    creds, _, host = rest.rpartition("@")
-    user, colon, _ = creds.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+    rest, question, query = rest.partition("?")
+    if question:
+        query = re.sub(r"(^|&)(sentinel_password=)[^&]*", r"\1\2***", query)
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        creds, _, host = authority.rpartition("@")
+        user, colon, _ = creds.partition(":")
+        authority = f"{user}{':***' if colon else ''}@{host}"
+    return f"{scheme}://{authority}{slash}{path}{question}{query}"
 
 
 @lru_cache(maxsize=1)

@@ -7,6 +7,7 @@ import pytest
 import redis
 from websockets.sync.client import connect
 
+from tests.conftest import start_stack, stop_stack
 from tests.helpers import (
     collect_until_complete,
     finals,
@@ -37,5 +38,21 @@ def test_services_work_with_a_password_protected_redis() -> None:
         assert got and wer(manifest()["jfk"]["reference"], got[0]["transcript"]) < 0.3
     finally:
         services.stop()
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_up_uses_a_password_protected_redis_rather_than_embedding_one() -> None:
+    """`up` asks Redis with the services' password whether it answers: without it, the
+    protected Redis looked absent and `up` started an embedded one next to it."""
+    proc, url = start_redis(password=PASSWORD)
+    try:
+        stack = start_stack(url, workers=1, extra_env={"S2T_REDIS_PASSWORD": PASSWORD}, quiet=True)
+        try:
+            protected = redis.Redis.from_url(url, password=PASSWORD)
+            assert list(protected.scan_iter(match="s2t:worker:*")), "no worker heartbeat in that Redis"
+        finally:
+            stop_stack(stack)
+    finally:
         proc.terminate()
         proc.wait(10)

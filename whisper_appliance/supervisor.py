@@ -1,5 +1,5 @@
-"""``whisper-appliance up``: Redis (embedded when none answers), the audio service, N
-workers and the gateway, as child processes of this one, kept running.
+"""``whisper-appliance up``: Redis (embedded when none answers, never for a Sentinel URL), the
+audio service, N workers and the gateway, as child processes of this one, kept running.
 
 A child that exits is started again with the same name, ports and settings, after a
 backoff, while the others keep serving; more than ``S2T_RESTART_LIMIT`` exits of one
@@ -49,8 +49,9 @@ import redis
 
 from shared import codec, supervisor_status
 from shared.config import Settings
-from shared.redis_keys import WORKER_HEARTBEAT_TTL_S, WORKER_KEY_PREFIX
-from whisper_appliance.embedded_redis import answers, free_port, start_redis
+from shared.redis_keys import WORKER_HEARTBEAT_TTL_S, WORKER_KEY_PREFIX, sync_client
+from shared.redis_url import is_sentinel_url
+from whisper_appliance.embedded_redis import free_port, start_redis
 from whisper_appliance.restart_policy import ExitHistory, GiveUp, RestartPolicy
 
 PR_SET_PDEATHSIG = 1
@@ -151,7 +152,12 @@ class Supervisor:
         )
 
     def start(self) -> None:
-        if not answers(self.settings.redis_url):
+        if is_sentinel_url(self.settings.redis_url):
+            # Sentinel means an operator runs Redis for high availability: never replace it
+            # with a private, empty one, even while no primary answers (the services wait).
+            where = "" if self._answers() else " (no primary answers yet; the services keep trying)"
+            _say(f"using Redis Sentinel at {self.settings.masked()['redis_url']}{where}", stdout=True)
+        elif not self._answers():
             redis_port = free_port()
             child = self._add("redis", None, {})
             child.redis_port = redis_port
@@ -240,16 +246,19 @@ class Supervisor:
         self._status_due = 0.0
         return None
 
+    def _answers(self) -> bool:
+        """Whether Redis answers the way the services will connect (password included)."""
+        try:
+            return bool(self._client().ping())
+        except redis.RedisError:
+            return False
+        finally:
+            self._redis = None  # the URL may change to an embedded Redis's
+
     def _client(self) -> redis.Redis:
         """Short timeouts: a Redis that hangs must not stall the supervision loop."""
         if self._redis is None:
-            password = self.settings.redis_password
-            self._redis = redis.Redis.from_url(
-                self.settings.redis_url,
-                socket_timeout=1.0,
-                socket_connect_timeout=1.0,
-                **({"password": password.get_secret_value()} if password is not None else {}),
-            )
+            self._redis = sync_client(self.settings, socket_timeout=1.0, socket_connect_timeout=1.0)
         return self._redis
 
     def _heartbeat_pids(self) -> dict[int, bytes]:
