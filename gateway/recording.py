@@ -201,6 +201,16 @@ class Recording:
         """See :meth:`UtteranceMachine.expire`."""
         self._emit(self.machine.expire(now, max_wait_s, code, message))
 
+    def lag(self, now: float) -> float:
+        """See :meth:`UtteranceMachine.lag`."""
+        return self.machine.lag(now)
+
+    async def abandon(self, code: ErrorCode, message: str) -> None:
+        """End the recording with an error (see :meth:`UtteranceMachine.abandon`) and
+        cancel its audio-service stream, so that its queued jobs are skipped."""
+        self._emit(self.machine.abandon(time.monotonic(), code, message))
+        await self.close()
+
     # --- outputs --------------------------------------------------------------------------
 
     def _emit(self, out: list[events.LiveEvent]) -> None:
