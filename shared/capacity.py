@@ -19,7 +19,8 @@ The model (:func:`pool_capacity`), per worker:
   worker that busy waits, on average, about one final's time (an M/M/1 queue's response
   time ``s / (1 - rho)`` stays within the target at that load), capped at
   :data:`MAX_UTILISATION`;
-- capacity is the sum over live workers of usable time / stream cost, rounded down.
+- capacity is the sum over live workers of usable time / stream cost (at least
+  :data:`MIN_STREAMS_PER_WORKER` each), rounded down.
 
 A worker with no live figures yet (just started, or it has served only files) counts for
 :data:`COLD_STREAMS_PER_WORKER`, and the result says it is not measured.
@@ -42,6 +43,10 @@ SPEECH_DUTY = 0.7
 PARTIAL_SHARE = 0.5
 #: A worker never plans to be busier than this, however cheap its finals.
 MAX_UTILISATION = 0.85
+#: Streams a live worker counts for at least: a pool too slow for its target (a final alone
+#: takes longer, e.g. on a machine loaded by other work) still serves one stream per worker
+#: rather than refuse everyone; the lag watchdog bounds what that stream waits.
+MIN_STREAMS_PER_WORKER = 1
 #: Streams a live worker without figures counts for: deliberately low, so that a cold pool
 #: refuses early rather than admit a burst it cannot carry; raised by its first jobs.
 COLD_STREAMS_PER_WORKER = 2
@@ -120,7 +125,7 @@ def pool_capacity(workers: Iterable[JobCosts], target_s: float, partial_interval
             measured = False
             total += COLD_STREAMS_PER_WORKER
         else:
-            total += streams
+            total += max(float(MIN_STREAMS_PER_WORKER), streams)
             costs.append(worker)
     stream_cost = None
     if costs:

@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     #: A stream whose oldest unanswered final has waited longer than this is lagging (logged,
     #: counted); past ``stream_lag_end_s`` it ends with ``stream_lagging``. 0: no watchdog.
     max_stream_lag_s: float = 3.0
-    stream_lag_end_s: float = 6.0
+    #: Longer than a dead worker's final takes to come back without ``up`` (the heartbeat's
+    #: 15 s TTL, then the reaper's retry), so a recovery in progress is not cut short.
+    stream_lag_end_s: float = 20.0
     live_retry_after_s: float = 5.0  # what a refused live stream is told to wait
 
     # Worker /metrics + /health (one port per worker process; `up` picks a free one each)

@@ -11,6 +11,7 @@ from gateway.worker_reply import WorkerReply
 from shared import protocol
 from shared.capacity import (
     COLD_STREAMS_PER_WORKER,
+    MIN_STREAMS_PER_WORKER,
     JobCosts,
     admission_limit,
     ewma,
@@ -63,8 +64,11 @@ def test_slower_finals_or_a_tighter_target_carry_fewer_streams() -> None:
     tight = worker_streams(measured(), 0.5, INTERVAL_S)
     assert base is not None and slow is not None and tight is not None
     assert slow < base and tight < base
-    # A final that alone takes the whole target leaves no room at all.
+    # A final that alone takes the whole target leaves no room at all; the pool still
+    # serves one stream per worker rather than refuse everyone.
     assert worker_streams(measured(final_job_s=1.2), TARGET_S, INTERVAL_S) == 0.0
+    slowest = pool_capacity([measured(final_job_s=1.2)] * 2, TARGET_S, INTERVAL_S)
+    assert (slowest.streams, slowest.measured) == (2 * MIN_STREAMS_PER_WORKER, True)
 
 
 def test_partials_count_at_their_thinned_share_and_a_slower_cadence_costs_less() -> None:
