@@ -20,9 +20,12 @@ prints:
   after the run (``bench.memory``).
 
 Between two N the bench waits until the pool has no admitted stream and no waiting job.
+``--kill-worker-after S`` SIGKILLs one worker S seconds into the largest N's run and
+records the pool's live figures just after and whether a new stream asking then is
+refused; ``lost`` then says whether an admitted stream lost an utterance.
 
     .venv/bin/python -m bench.live_capacity [--streams 1,4,8,16,32] [--workers 2]
-        [--fixtures jfk,osr_us_000_0034] [--json out.json]
+        [--fixtures jfk,osr_us_000_0034] [--kill-worker-after 20] [--json out.json]
 """
 
 from __future__ import annotations
@@ -175,8 +178,38 @@ def settle(base_url: str, timeout: float = 120.0) -> None:
         time.sleep(0.5)
 
 
+def kill_a_worker_later(running: Running, after_s: float, out: dict[str, Any]) -> threading.Thread:
+    """SIGKILL one worker ``after_s`` into the run (``up`` starts it again), and note the
+    pool's live figures right after, and whether a stream asking then is refused."""
+
+    def kill() -> None:
+        time.sleep(after_s)
+        worker = next(
+            p for role, ps in processes(running).items() if role.startswith("worker") for p in ps[:1]
+        )
+        worker.kill()
+        out["killed_pid"] = worker.pid
+        time.sleep(1.0)
+        out["live_after_kill"] = httpx.get(f"{running.base_url}/api/status", timeout=10).json()["live"]
+        with connect(running.ws_url) as ws:
+            send_json(ws, {"command": "start_real_recording", "language": "en", "format": "webm"})
+            answer = recv_json(ws, timeout=30)
+            out["new_stream_after_kill"] = answer.get("code") or (
+                "admitted" if answer.get("recording") else "?"
+            )
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
 def offer(
-    running: Running, count: int, chunks: list[bytes], reference: str, timeout: float
+    running: Running,
+    count: int,
+    chunks: list[bytes],
+    reference: str,
+    timeout: float,
+    kill_after_s: float | None = None,
 ) -> dict[str, Any]:
     settle(running.base_url)
     live_before = httpx.get(f"{running.base_url}/api/status", timeout=10).json()["live"]
@@ -191,8 +224,12 @@ def offer(
         t.start()
     time.sleep(1.0)  # every client connected
     go.set()
+    kill: dict[str, Any] = {}
+    killer = kill_a_worker_later(running, kill_after_s, kill) if kill_after_s is not None else None
     for t in threads:
         t.join()
+    if killer is not None:
+        killer.join(60)
     wall = time.monotonic() - t0
     cpu1 = cpu_seconds(procs)
     admitted = [r for r in runs if r.admitted]
@@ -218,6 +255,7 @@ def offer(
         "first_text_p95_s": pct(first, 95),
         "wer": round(statistics.mean(errors), 3) if errors else None,
         "capacity_before": live_before,
+        **({"worker_kill": kill} if kill else {}),
         "cpu_cores": {role: round((cpu1.get(role, 0.0) - cpu0.get(role, 0.0)) / wall, 2) for role in cpu1},
         "rss_mb": rss_by_role(running),
     }
@@ -242,6 +280,11 @@ def main() -> None:
         "--fixtures", default=",".join(FIXTURES), help="English fixtures the conversation is cut from"
     )
     parser.add_argument("--timeout", type=float, default=90.0, help="how long a stream waits after its audio")
+    parser.add_argument(
+        "--kill-worker-after",
+        type=float,
+        help="SIGKILL one worker this many seconds into the largest N's run",
+    )
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     counts = [int(c) for c in args.streams.split(",")]
@@ -250,7 +293,8 @@ def main() -> None:
     rows = []
     with running_stack(workers=args.workers, env=env) as running:
         for count in counts:
-            rows.append(offer(running, count, chunks, reference, args.timeout))
+            kill_after = args.kill_worker_after if count == max(counts) else None
+            rows.append(offer(running, count, chunks, reference, args.timeout, kill_after))
             print(rows[-1], flush=True)
     print(
         f"machine: {machine()}; model {args.model}; {args.workers} worker(s); "
@@ -262,6 +306,8 @@ def main() -> None:
         rss = ", ".join(f"{role} {mb}" for role, mb in row["rss_mb"].items())
         print(f"N={row['offered']}: capacity before {row['capacity_before']}")
         print(f"  CPU cores: {cpu}\n  RSS MB: {rss}")
+        if "worker_kill" in row:
+            print(f"  worker killed: {row['worker_kill']}")
     write_report(args.json, rows, model=args.model, workers=args.workers, bench_env=BENCH_ENV)
 
 

@@ -7,6 +7,7 @@ which is what an overloaded pool looks like from the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 from websockets.sync.client import ClientConnection, connect
 
 from shared import admission
@@ -242,3 +244,35 @@ def test_files_get_429_with_retry_after_while_jobs_wait_past_the_queue_bound(str
     assert response.status_code == 429, response.text
     assert response.headers["Retry-After"].isdigit()
     assert json.loads(response.text)["error"]["code"] == "busy"
+
+
+def test_gateways_asking_at_once_never_take_more_places_than_the_limit(redis_url: str) -> None:
+    """The admission script on a real Redis: 20 streams ask at once (as from several
+    gateways, each with its own connection) for 5 places; exactly 5 get one, a renewed
+    stream keeps its place, a released one frees it, an ended lease frees it too."""
+
+    async def scenario() -> None:
+        clients = [aioredis.Redis.from_url(redis_url) for _ in range(4)]
+        try:
+            await clients[0].delete(LIVE_STREAMS_KEY)
+            now = time.time()
+            decisions = await asyncio.gather(
+                *(admission.admit(clients[i % 4], f"s{i}", 5, now) for i in range(20))
+            )
+            winners = [f"s{i}" for i, d in enumerate(decisions) if d.admitted]
+            assert len(winners) == 5 and await admission.admitted_count(clients[0], now) == 5
+            again = await admission.admit(clients[1], winners[0], 5, now)
+            assert again.admitted and again.streams == 5
+            await admission.release(clients[2], winners[1])
+            assert (await admission.admit(clients[3], "late", 5, now)).admitted
+            assert not (await admission.admit(clients[3], "later", 5, now)).admitted
+            await admission.refresh(clients[0], ["late"], now + admission.LEASE_TTL_S)
+            # Past the lease of every stream but the renewed one: four places are free.
+            after = now + admission.LEASE_TTL_S + 1
+            assert await admission.admitted_count(clients[0], after) == 1
+            assert (await admission.admit(clients[0], "next", 5, after)).streams == 2
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    asyncio.run(scenario())
