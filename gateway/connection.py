@@ -296,9 +296,10 @@ class Connection:
 
     async def _watch_lag(self, recording: Recording) -> None:
         """The lag watchdog (:mod:`gateway.lag_watchdog`): never an unbounded backlog."""
-        lag = recording.lag(time.monotonic())
+        now = time.monotonic()
+        lag = recording.lag(now)
         metrics.LIVE_STREAM_LAG.observe(lag)
-        verdict = self.lag_watch.check(lag)
+        verdict = self.lag_watch.check(lag, recording.pace(now))
         if verdict is LagVerdict.DEGRADED:
             metrics.LIVE_LAGGING.labels(outcome="degraded").inc()
             log.warning("stream_lagging", stream_id=recording.stream_id, lag_s=round(lag, 2))

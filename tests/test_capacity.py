@@ -114,6 +114,14 @@ def test_lag_watch_degrades_once_per_excursion_then_ends() -> None:
     assert LagWatch(max_lag_s=0.0, end_lag_s=6.0).check(100.0) is LagVerdict.OK
 
 
+def test_a_stream_sent_faster_than_real_time_is_reported_but_not_ended() -> None:
+    """A client uploading 5 min of audio at 8x builds its backlog on purpose."""
+    watch = LagWatch(max_lag_s=3.0, end_lag_s=6.0)
+    assert watch.check(30.0, pace=8.0) is LagVerdict.DEGRADED
+    assert watch.check(40.0, pace=8.0) is LagVerdict.OK
+    assert watch.check(40.0, pace=1.0) is LagVerdict.END
+
+
 def _machine() -> UtteranceMachine:
     return UtteranceMachine("s1", "tiny.en", lambda i: f"s1-u{i}")
 
