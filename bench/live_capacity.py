@@ -157,8 +157,11 @@ def processes(running: Running) -> dict[str, list[psutil.Process]]:
 
 
 def cpu_seconds(procs: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    """CPU seconds per service; a service whose main process is gone (a killed worker) is left out."""
     out: dict[str, float] = {}
     for role, group in procs.items():
+        if not group[0].is_running():
+            continue
         total = 0.0
         for p in group:
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -256,7 +259,10 @@ def offer(
         "wer": round(statistics.mean(errors), 3) if errors else None,
         "capacity_before": live_before,
         **({"worker_kill": kill} if kill else {}),
-        "cpu_cores": {role: round((cpu1.get(role, 0.0) - cpu0.get(role, 0.0)) / wall, 2) for role in cpu1},
+        # None: the service's process died during the run (its replacement is not counted).
+        "cpu_cores": {
+            role: round((cpu1[role] - cpu0[role]) / wall, 2) if role in cpu1 else None for role in cpu0
+        },
         "rss_mb": rss_by_role(running),
     }
 
