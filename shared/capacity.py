@@ -105,15 +105,24 @@ class Capacity:
         return f"{self.streams} live streams on {self.workers} workers ({basis})"
 
 
+def stream_cost(costs: JobCosts, partial_interval_s: float) -> float | None:
+    """Worker-seconds per second one live stream needs on this worker; None without figures.
+    A worker that has done no partial yet prices one as a final job (greedy partials cost
+    a little less: the estimate errs on the safe side)."""
+    if costs.final_rtf is None or costs.final_job_s is None:
+        return None
+    partial_job_s = costs.partial_job_s if costs.partial_job_s is not None else costs.final_job_s
+    partial = partial_job_s / max(partial_interval_s, 0.1)
+    return SPEECH_DUTY * (costs.final_rtf + PARTIAL_SHARE * partial)
+
+
 def worker_streams(costs: JobCosts, target_s: float, partial_interval_s: float) -> float | None:
     """Streams one worker can carry (fractional), or None when it has no figures yet."""
-    if not costs.measured:
+    cost = stream_cost(costs, partial_interval_s)
+    if cost is None or costs.final_job_s is None:
         return None
-    assert costs.final_rtf is not None and costs.final_job_s is not None
-    partial = (costs.partial_job_s or 0.0) / max(partial_interval_s, 0.1)
-    stream_cost = SPEECH_DUTY * (costs.final_rtf + PARTIAL_SHARE * partial)
     usable = min(MAX_UTILISATION, max(0.0, 1.0 - costs.final_job_s / max(target_s, 1e-3)))
-    return usable / stream_cost if stream_cost > 0 else float(COLD_STREAMS_PER_WORKER)
+    return usable / cost if cost > 0 else float(COLD_STREAMS_PER_WORKER)
 
 
 def pool_capacity(workers: Iterable[JobCosts], target_s: float, partial_interval_s: float) -> Capacity:
@@ -126,17 +135,10 @@ def pool_capacity(workers: Iterable[JobCosts], target_s: float, partial_interval
             total += COLD_STREAMS_PER_WORKER
         else:
             total += max(float(MIN_STREAMS_PER_WORKER), streams)
-            costs.append(worker)
-    stream_cost = None
-    if costs:
-        per = [
-            SPEECH_DUTY
-            * ((c.final_rtf or 0.0) + PARTIAL_SHARE * (c.partial_job_s or 0.0) / max(partial_interval_s, 0.1))
-            for c in costs
-        ]
-        stream_cost = round(sum(per) / len(per), 4)
+            costs.append(stream_cost(worker, partial_interval_s) or 0.0)
+    mean_cost = round(sum(costs) / len(costs), 4) if costs else None
     # A hair of slack so that 3.9999 (float noise on an exact 4) still counts as 4.
-    return Capacity(math.floor(total + 1e-6), count, measured and count > 0, stream_cost)
+    return Capacity(math.floor(total + 1e-6), count, measured and count > 0, mean_cost)
 
 
 @dataclass(frozen=True)

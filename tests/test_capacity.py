@@ -75,6 +75,9 @@ def test_partials_count_at_their_thinned_share_and_a_slower_cadence_costs_less()
     often = worker_streams(measured(partial_job_s=0.4), TARGET_S, 0.5)
     rarely = worker_streams(measured(partial_job_s=0.4), TARGET_S, 2.0)
     assert often is not None and rarely is not None and often < rarely
+    # No partial done yet: one is priced as a final job, not as free.
+    no_partials = worker_streams(JobCosts(final_rtf=0.1, final_job_s=0.3), TARGET_S, INTERVAL_S)
+    assert no_partials == worker_streams(measured(partial_job_s=0.3), TARGET_S, INTERVAL_S)
 
 
 def test_costs_are_running_means_finals_and_partials_apart() -> None:
