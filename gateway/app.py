@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from gateway import routes
+from gateway.admission import LiveAdmission
 from gateway.audio_client import AudioServiceClient
 from gateway.auth import APIKeyMiddleware
 from gateway.context import GatewayContext
@@ -36,13 +37,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         audio = AudioServiceClient(settings.audio_service_url)
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
         sessions = LiveSessions(settings.resume_window_s, api_key)
+        admission = LiveAdmission(client, settings)
+        admission.start()
         app.state.ctx = GatewayContext(
-            settings=settings, redis=client, router=router, audio=audio, sessions=sessions
+            settings=settings,
+            redis=client,
+            router=router,
+            audio=audio,
+            sessions=sessions,
+            admission=admission,
         )
         try:
             yield
         finally:
             await sessions.aclose()
+            await admission.aclose()
             await router.stop()
             await audio.aclose()
             await client.aclose()

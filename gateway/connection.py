@@ -26,9 +26,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway import event_metrics, events
 from gateway.context import GatewayContext
 from gateway.files import FileJobs
+from gateway.lag_watchdog import LagVerdict, LagWatch
 from gateway.live_sessions import LiveSession
 from gateway.ratelimit import RateLimiter, Verdict
 from gateway.recording import Recording
+from shared import metrics
 from shared.errors import ErrorCode, close_code
 from shared.protocol import ProtocolError
 from shared.redis_keys import new_reply_channel
@@ -36,6 +38,8 @@ from shared.redis_keys import new_reply_channel
 log = structlog.get_logger()
 
 MAX_INFLIGHT_FILES = 5
+#: How often stuck finals are expired and the recording's lag is checked.
+WATCH_INTERVAL_S = 1.0
 
 #: Policy violation: the client floods the connection.
 CLOSE_POLICY_VIOLATION = close_code(ErrorCode.RATE_LIMITED)
@@ -78,6 +82,7 @@ class Connection:
         self.live_session: LiveSession | None = None
         self._dropped = False  # the connection was lost rather than closed by the client
         self._tasks: set[asyncio.Task[None]] = set()
+        self.lag_watch = LagWatch(ctx.settings.max_stream_lag_s, ctx.settings.stream_lag_end_s)
         self.limiter = RateLimiter(ctx.settings.rate_limit_per_minute, ctx.settings.rate_limit_grace)
         self.handler = handler(self)
 
@@ -119,10 +124,21 @@ class Connection:
         recording = Recording(self.ctx, session.sink, **options)
         session.recording = recording
         try:
-            await recording.start()
+            # Pool-wide admission first: a refused stream hears ``busy`` before any
+            # audio-service stream is opened for it.
+            await self.ctx.admission.acquire(recording.stream_id)
         except BaseException:
             await sessions.drop(session)
             raise
+        try:
+            await recording.start()
+        except BaseException:
+            await self.ctx.admission.release(recording.stream_id)
+            await sessions.drop(session)
+            raise
+        # Held until the recording ends, on this connection or parked for a resume.
+        self.ctx.admission.hold(recording.stream_id, recording.ended)
+        self.lag_watch = LagWatch(self.settings.max_stream_lag_s, self.settings.stream_lag_end_s)
         sessions.attach(session, self.emit, self)
         self.recording, self.live_session = recording, session
         self.emit(
@@ -272,6 +288,26 @@ class Connection:
     async def _watch_recording(self) -> None:
         max_wait = self.settings.job_ttl_s + self.settings.job_timeout_s
         while True:
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(WATCH_INTERVAL_S)
             if self.recording is not None:
                 self.recording.expire(time.monotonic(), max_wait)
+            if (recording := self.live_recording) is not None:
+                await self._watch_lag(recording)
+
+    async def _watch_lag(self, recording: Recording) -> None:
+        """The lag watchdog (:mod:`gateway.lag_watchdog`): never an unbounded backlog."""
+        now = time.monotonic()
+        lag = recording.lag(now)
+        metrics.LIVE_STREAM_LAG.observe(lag)
+        verdict = self.lag_watch.check(lag, recording.pace(now))
+        if verdict is LagVerdict.DEGRADED:
+            metrics.LIVE_LAGGING.labels(outcome="degraded").inc()
+            log.warning("stream_lagging", stream_id=recording.stream_id, lag_s=round(lag, 2))
+        elif verdict is LagVerdict.END:
+            metrics.LIVE_LAGGING.labels(outcome="ended").inc()
+            log.warning("stream_lagging_ended", stream_id=recording.stream_id, lag_s=round(lag, 2))
+            await recording.abandon(
+                ErrorCode.STREAM_LAGGING,
+                f"The results fell {lag:.1f} s behind the audio (limit {self.lag_watch.end_lag_s:g} s, "
+                "S2T_STREAM_LAG_END_S); the recording is ended, start again shortly",
+            )

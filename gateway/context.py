@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
+from gateway.admission import LiveAdmission
 from gateway.audio_client import AudioServiceClient
 from gateway.live_sessions import LiveSessions
 from gateway.replies import ReplyRouter
@@ -20,5 +21,6 @@ class GatewayContext:
     router: ReplyRouter
     audio: AudioServiceClient
     sessions: LiveSessions
+    admission: LiveAdmission
     started_at: float = field(default_factory=time.time)
     connections: int = 0

@@ -207,6 +207,7 @@ class RequestError:
     request_id: str | None = None
     param: str | None = None
     event_id: str | None = None
+    retry_after_s: float | None = None  # ``busy``: when asking again may succeed
 
     @classmethod
     def of(cls, code: ErrorCode | str, message: str, **fields: Any) -> RequestError:

@@ -81,6 +81,7 @@ class Recording:
         self.ended = asyncio.Event()
         self._started_at = time.monotonic()
         self._first_partial_seen = False
+        self.audio_s = 0.0  # stream time up to the end of the last utterance closed
 
     async def start(self) -> None:
         await self.ctx.router.register(self.reply_channel, self.on_reply)
@@ -169,6 +170,7 @@ class Recording:
         m, now = self.machine, time.monotonic()
         match event:
             case sp.FinalQueued():
+                self.audio_s = max(self.audio_s, event.end)
                 return m.queued(event.index, event.seq, event.start, event.end, now)
             case sp.Stopped():
                 return m.stopped(event.finals, now)
@@ -200,6 +202,20 @@ class Recording:
     ) -> None:
         """See :meth:`UtteranceMachine.expire`."""
         self._emit(self.machine.expire(now, max_wait_s, code, message))
+
+    def lag(self, now: float) -> float:
+        """See :meth:`UtteranceMachine.lag`."""
+        return self.machine.lag(now)
+
+    def pace(self, now: float) -> float:
+        """Stream seconds per wall second so far: about 1 for a client sending in real time."""
+        return self.audio_s / max(now - self._started_at, 1.0)
+
+    async def abandon(self, code: ErrorCode, message: str) -> None:
+        """End the recording with an error (see :meth:`UtteranceMachine.abandon`) and
+        cancel its audio-service stream, so that its queued jobs are skipped."""
+        self._emit(self.machine.abandon(time.monotonic(), code, message))
+        await self.close()
 
     # --- outputs --------------------------------------------------------------------------
 

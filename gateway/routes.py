@@ -10,9 +10,11 @@ import psutil
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from gateway.admission import current_capacity
 from gateway.context import GatewayContext
 from gateway.model_loading import load_across_pool
-from shared import metrics, models
+from shared import admission, metrics, models
+from shared.capacity import admission_limit
 from shared.errors import http_status
 from shared.heartbeats import live_workers
 from shared.languages import NAMES
@@ -50,6 +52,22 @@ async def _workers(ctx: GatewayContext) -> list[dict[str, Any]]:
         return [w.as_dict() for w in await live_workers(ctx.redis)]
     except Exception:
         return []
+
+
+async def _live(ctx: GatewayContext) -> dict[str, Any]:
+    """Pool-wide live admission: streams admitted, what the workers carry, the limit."""
+    capacity = await current_capacity(ctx.redis, ctx.settings)
+    limit = admission_limit(capacity, ctx.settings.max_live_streams)
+    return {
+        "streams": await admission.admitted_count(ctx.redis),
+        "capacity_streams": capacity.streams,
+        "workers": capacity.workers,
+        "measured": capacity.measured,
+        "stream_cost": capacity.stream_cost,
+        "limit": limit.streams,
+        "limited_by": limit.reason,
+        "latency_target_s": ctx.settings.live_latency_target_s,
+    }
 
 
 async def health(request: Request) -> JSONResponse:
@@ -91,6 +109,9 @@ async def metrics_endpoint(request: Request) -> Response:
         for name, depth in (await queue_depths_async(ctx.redis)).items():
             metrics.QUEUE_DEPTH.labels(queue=name).set(depth)
         metrics.WORKERS_ALIVE.set(len(await _workers(ctx)))
+        live = await _live(ctx)
+        metrics.LIVE_STREAMS.set(live["streams"])
+        metrics.LIVE_CAPACITY.set(live["capacity_streams"])
     body, content_type = metrics.exposition(metrics.GATEWAY_REGISTRY)
     return Response(body, media_type=content_type)
 
@@ -109,6 +130,7 @@ async def api_status(request: Request) -> JSONResponse:
             "redis": "ok" if redis_ok else "unreachable",
             "workers": await _workers(ctx) if redis_ok else [],
             "queue_depth": queues,
+            "live": await _live(ctx) if redis_ok else None,
             "uptime": round(time.time() - ctx.started_at, 1),
             "limits": {
                 "max_audio_bytes": ctx.settings.max_audio_bytes,

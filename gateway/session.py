@@ -45,7 +45,7 @@ class BrowserProtocol:
             metrics.WS_MESSAGES.labels(command=msg.command).inc()
             await self._dispatch(msg)
         except ProtocolError as exc:
-            self.conn.error(exc.code, exc.message, request_id=exc.request_id)
+            self.conn.error(exc.code, exc.message, request_id=exc.request_id, retry_after_s=exc.retry_after_s)
 
     async def _dispatch(self, msg: protocol.ClientMessage) -> None:
         match msg:

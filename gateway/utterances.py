@@ -103,6 +103,12 @@ class UtteranceMachine:
         """Utterances whose final is queued and not yet out."""
         return sorted(i for i, r in self._open.items() if r.final_seq is not None)
 
+    def lag(self, now: float) -> float:
+        """How far the stream's results are behind its audio: how long the oldest final
+        that is queued and not yet out has waited (0 when none waits)."""
+        waits = [now - r.queued_at for r in self._open.values() if r.queued_at is not None]
+        return max(0.0, max(waits, default=0.0))
+
     # --- from the audio service -----------------------------------------------------------
 
     def speech_started(self, index: int, audio_ms: int) -> list[events.LiveEvent]:
@@ -145,6 +151,16 @@ class UtteranceMachine:
 
     def stream_error(self, code: str, message: str) -> list[events.LiveEvent]:
         return [events.RecordingFailed(code, message)]
+
+    def abandon(self, now: float, code: ErrorCode, message: str) -> list[events.LiveEvent]:
+        """End the stream here (the lag watchdog gave up on it): every queued final is
+        answered with ``code``, then the recording fails and stops; late results are dropped."""
+        if self.ended:
+            return []
+        out = self.expire(now, -1.0, code, message)
+        if self.ended:  # the last expected final was among them
+            return out
+        return [*out, events.RecordingFailed(code, message), *self._end()]
 
     def lost(self) -> list[events.LiveEvent]:
         """The audio service's connection ended before ``stopped``: nothing more will come."""

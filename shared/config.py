@@ -89,6 +89,20 @@ class Settings(BaseSettings):
     rate_limit_grace: int = 20  # refusals within a minute before the connection is closed (1008)
     max_queue_length: int = 1000  # jobs waiting in Redis; beyond it new files get ``busy`` (429)
 
+    # Live capacity and admission (shared/capacity.py, shared/admission.py, README "Live
+    # capacity and admission"): a new live stream is admitted while the pool-wide count of
+    # admitted streams is under the smaller of what the workers' measured costs carry at
+    # the latency target and the static cap; the rest get ``busy``.
+    live_latency_target_s: float = 1.0
+    max_live_streams: int = 0  # static cap on top of the measured capacity; 0: none
+    #: A stream whose oldest unanswered final has waited longer than this is lagging (logged,
+    #: counted); past ``stream_lag_end_s`` it ends with ``stream_lagging``. 0: no watchdog.
+    max_stream_lag_s: float = 3.0
+    #: Longer than a dead worker's final takes to come back without ``up`` (the heartbeat's
+    #: 15 s TTL, then the reaper's retry), so a recovery in progress is not cut short.
+    stream_lag_end_s: float = 20.0
+    live_retry_after_s: float = 5.0  # what a refused live stream is told to wait
+
     # Worker /metrics + /health (one port per worker process; `up` picks a free one each)
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9100  # 0: no HTTP endpoint

@@ -61,6 +61,7 @@ class ErrorCode(StrEnum):
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"
     RESUME_EXPIRED = "resume_expired"
     RESUME_INVALID = "resume_invalid"
+    STREAM_LAGGING = "stream_lagging"
 
 
 class CloseCode(IntEnum):
@@ -123,6 +124,8 @@ _TABLE: dict[ErrorCode, ErrorSpec] = {
     # A resume after the window (or to a session this gateway does not hold): start again.
     ErrorCode.RESUME_EXPIRED: ErrorSpec(410, None, "The live session can no longer be resumed"),
     ErrorCode.RESUME_INVALID: ErrorSpec(403, None, "The resume token does not match the session"),
+    # The lag watchdog ended a live stream whose results fell too far behind its audio.
+    ErrorCode.STREAM_LAGGING: ErrorSpec(503, None, "The stream fell too far behind; start again shortly"),
 }
 
 

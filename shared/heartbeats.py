@@ -26,6 +26,9 @@ class WorkerInfo:
     busy: bool = False
     jobs_done: int = 0
     metrics_port: int | None = None  # where this worker serves /metrics and /health
+    #: Running means of its live jobs' model time (:class:`shared.capacity.JobCosts`), from
+    #: which the gateway works out how many live streams the pool can carry.
+    costs: dict[str, float | None] | None = None
     started_at: float = field(default_factory=time.time)
     seen_at: float = field(default_factory=time.time)
 

@@ -82,6 +82,32 @@ LIVE_FINAL_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=GATEWAY_REGISTRY,
 )
+LIVE_STREAMS = Gauge(
+    "s2t_live_streams", "Live streams admitted pool-wide (read at scrape)", registry=GATEWAY_REGISTRY
+)
+LIVE_CAPACITY = Gauge(
+    "s2t_live_capacity_streams",
+    "Live streams the pool can carry at S2T_LIVE_LATENCY_TARGET_S, from the workers' costs (at scrape)",
+    registry=GATEWAY_REGISTRY,
+)
+LIVE_STREAM_LAG = Histogram(
+    "s2t_live_stream_lag_seconds",
+    "Per live stream, sampled every second: how long its oldest unanswered final has waited",
+    buckets=LATENCY_BUCKETS,
+    registry=GATEWAY_REGISTRY,
+)
+LIVE_REFUSALS = Counter(
+    "s2t_live_refusals",
+    "Live streams refused busy, by reason (capacity, max_live_streams, no_workers, redis_unavailable)",
+    ["reason"],
+    registry=GATEWAY_REGISTRY,
+)
+LIVE_LAGGING = Counter(
+    "s2t_live_lagging",
+    "Live streams whose lag passed a bound, by outcome (degraded: S2T_MAX_STREAM_LAG_S; ended)",
+    ["outcome"],
+    registry=GATEWAY_REGISTRY,
+)
 
 # --- audio_service -----------------------------------------------------------------------
 

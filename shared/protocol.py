@@ -22,11 +22,19 @@ from shared.errors import ErrorCode as ErrorCode  # re-exported; its home and it
 class ProtocolError(Exception):
     """A client mistake that is answered with an ``error`` message; the connection stays open."""
 
-    def __init__(self, code: ErrorCode, message: str, *, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        request_id: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.retry_after_s = retry_after_s  # ``busy``: when asking again may succeed
 
 
 Language = Annotated[str | None, Field(default=None, max_length=16)]
@@ -196,6 +204,7 @@ def error(
     *,
     utterance_id: str | None = None,
     request_id: str | None = None,
+    retry_after_s: float | None = None,
 ) -> dict[str, Any]:
     msg: dict[str, Any] = {
         "type": "error",
@@ -205,6 +214,8 @@ def error(
     }
     if request_id is not None:
         msg["request_id"] = request_id
+    if retry_after_s is not None:
+        msg["retry_after_s"] = retry_after_s
     return msg
 
 

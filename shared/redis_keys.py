@@ -38,6 +38,11 @@ WORKER_HEARTBEAT_TTL_S = 15
 #: retries or reports the entries whose worker's heartbeat has gone (see :mod:`shared.queue`).
 INFLIGHT_KEY = f"{PREFIX}:inflight"
 
+#: Sorted set of the live streams admitted pool-wide: stream id -> when its lease ends (unix
+#: seconds). Every gateway shares it; a crashed gateway's streams drop out when their leases
+#: end. Its operations belong to :mod:`shared.admission`.
+LIVE_STREAMS_KEY = f"{PREFIX}:live:streams"
+
 
 def new_reply_channel() -> str:
     return f"{PREFIX}:reply:{secrets.token_urlsafe(24)}"

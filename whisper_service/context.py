@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 import structlog
 
 from shared import codec
+from shared.capacity import JobCosts
 from shared.config import Settings
 from shared.heartbeats import WorkerInfo, publish_heartbeat
 from whisper_service.backends import load_transcriber
@@ -27,6 +28,8 @@ class WorkerContext:
     redis: redis.Redis
     models: ModelCache
     info: WorkerInfo
+    #: This worker's live job costs, published with every heartbeat (:mod:`shared.capacity`).
+    costs: JobCosts = field(default_factory=JobCosts)
 
     @classmethod
     def create(cls, settings: Settings, client: redis.Redis) -> WorkerContext:
@@ -46,6 +49,7 @@ class WorkerContext:
         set of loaded models changed, so ``/api/status`` shows loads and evictions at once.
         Never raises: a missed beat is retried by the next one."""
         self.info.models = self.models.names()
+        self.info.costs = self.costs.as_dict()
         try:
             publish_heartbeat(self.redis, self.info)
         except Exception as exc:

@@ -124,12 +124,20 @@ def _handle(ctx: context.WorkerContext, batch: list[Taken]) -> None:
                     replies[i] = _error_reply(ctx, item.taken.job, result)
                 else:
                     replies[i] = _transcript_reply(item, result, took, len(batch))
+                    _observe_cost(ctx, item.taken.job, took / len(batch))
     except JobTimeout as exc:  # the queue's limit for the job that started the batch
         for i, taken in enumerate(batch):
             replies.setdefault(i, _error_reply(ctx, taken.job, exc))
     finally:
         ctx.info.busy = False
         _answer(ctx, batch, replies)
+
+
+def _observe_cost(ctx: context.WorkerContext, job: TranscriptionJob, took_s: float) -> None:
+    """Live jobs only: what the pool's live capacity is worked out from (file pieces of up
+    to 30 s cost less per audio second than short utterances, so they would overstate it)."""
+    if job.stream_id is not None:
+        ctx.costs.observe(job.kind, took_s, job.duration_s)
 
 
 def _answer(ctx: context.WorkerContext, batch: list[Taken], replies: dict[int, dict[str, Any]]) -> None:

@@ -25,22 +25,23 @@ def error(
     param: str | None = None,
     event_id: str | None = None,
     status: int | None = None,
+    retry_after_s: float | None = None,
 ) -> dict[str, Any]:
     """``RealtimeErrorEvent``: ``error.type`` as on the HTTP API (client mistakes are
     ``invalid_request_error``, ours ``server_error``, from the code's HTTP status);
     ``error.event_id`` names the client event that caused it. OpenAI's own codes that are
     not the service's (``invalid_value``, ``invalid_type``) are bad fields: client mistakes."""
     default_status = spec(parse_code(code, ErrorCode.INVALID_FIELD)).status
-    return event(
-        "error",
-        error={
-            "type": error_type(status or default_status),
-            "code": str(code),
-            "message": message,
-            "param": param,
-            "event_id": event_id,
-        },
-    )
+    body: dict[str, Any] = {
+        "type": error_type(status or default_status),
+        "code": str(code),
+        "message": message,
+        "param": param,
+        "event_id": event_id,
+    }
+    if retry_after_s is not None:  # ``busy``: our extension, kept by OpenAI's SDK as an extra field
+        body["retry_after_s"] = retry_after_s
+    return event("error", error=body)
 
 
 def user_item(item_id: str, transcript: str | None, status: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from typing import Any
 
 import structlog
@@ -61,6 +62,9 @@ class RealtimeProtocol:
             server_vad=lambda: self.config.turn_detection is not None, resumable=resumable
         )
         self._parsed: tuple[str, Any] = ("", None)  # the last text frame and its JSON
+        #: A stream refused ``busy`` is asked for again by the first append after this
+        #: (monotonic); the audio appended before it is dropped, as the error said.
+        self._refused_until = 0.0
 
     async def opened(self) -> None:
         self.conn.push(rt.event("session.created", session=self.config.ga_session()))
@@ -98,7 +102,7 @@ class RealtimeProtocol:
         except ConfigError as exc:
             self.conn.error(exc.code, exc.message, param=exc.param, event_id=event_id)
         except ProtocolError as exc:
-            self.conn.error(exc.code, exc.message, event_id=event_id)
+            self.conn.error(exc.code, exc.message, event_id=event_id, retry_after_s=exc.retry_after_s)
 
     async def _dispatch_event(self, kind: str, message: dict[str, Any]) -> None:
         default_model = self.settings.model
@@ -148,7 +152,16 @@ class RealtimeProtocol:
             data = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             raise ConfigError(ErrorCode.INVALID_BASE64, "'audio' is not valid base64", "audio") from None
-        recording = self.conn.live_recording or await self._start()
+        recording = self.conn.live_recording
+        if recording is None:
+            if time.monotonic() < self._refused_until:
+                return  # refused ``busy`` moments ago: one error, not one per append
+            try:
+                recording = await self._start()
+            except ProtocolError as exc:
+                if exc.retry_after_s is not None:
+                    self._refused_until = time.monotonic() + exc.retry_after_s
+                raise
         await recording.feed(data)
 
     async def _start(self) -> Recording:

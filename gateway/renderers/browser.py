@@ -75,7 +75,16 @@ class BrowserRenderer:
                 return [_with_request_id(error, event.request_id)]
             case events.FileDone():
                 return [protocol.status("Processing complete", processing=False, request_id=event.request_id)]
-            case events.FileRefused() | events.RequestError():
+            case events.RequestError():
+                return [
+                    protocol.error(
+                        event.code,
+                        event.message,
+                        request_id=event.request_id,
+                        retry_after_s=event.retry_after_s,
+                    )
+                ]
+            case events.FileRefused():
                 return [protocol.error(event.code, event.message, request_id=event.request_id)]
             case events.RedisState():
                 state = "reconnected" if event.connected else "reconnecting"

@@ -114,7 +114,15 @@ class RealtimeRenderer:
             case events.RecordingFailed() | events.FileRefused() | events.PieceFailed():
                 return [rt.error(event.code, event.message)]
             case events.RequestError():
-                return [rt.error(event.code, event.message, param=event.param, event_id=event.event_id)]
+                return [
+                    rt.error(
+                        event.code,
+                        event.message,
+                        param=event.param,
+                        event_id=event.event_id,
+                        retry_after_s=event.retry_after_s,
+                    )
+                ]
             case events.RedisState(connected=False):
                 return [rt.error(ErrorCode.REDIS_UNAVAILABLE, "reconnecting", status=503)]
         return []
