@@ -188,7 +188,7 @@ def _accuracy(ax: Any, section: dict[str, Any] | None) -> None:
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     names = [f"{r['fixture'].replace('_us_000_0034', '')[:16]}\n({r['model']})" for r in rows]
     ax.set_xticks([x + width for x in range(len(rows))], names, fontsize=8)
-    ax.set_ylabel("word error rate (normalised case and punctuation; numbers as written)")
+    ax.set_ylabel("WER (case, punctuation normalised)")
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.legend()
