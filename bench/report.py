@@ -1,4 +1,4 @@
-"""The suite's report: ``report.json`` (every figure) and ``report.png`` (four panels a
+"""The suite's report: ``report.json`` (every figure) and ``report.png`` (five panels a
 person can read at a glance). Kept apart from the measuring code so a report can be
 re-plotted from its JSON (``python -m bench.report bench-report/report.json``) and
 so the writer is testable without a running service.
@@ -31,11 +31,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sections = report.get("sections", {})
-    fig, axes = plt.subplots(2, 2, figsize=(14, 10))
+    fig, axes = plt.subplots(2, 3, figsize=(21, 10))
     _overhead(axes[0][0], sections.get("overhead"))
     _throughput(axes[0][1], sections.get("throughput"))
     _live(axes[1][0], sections.get("live"))
     _memory(axes[1][1], sections.get("memory"))
+    _accuracy(axes[0][2], sections.get("accuracy"))
+    axes[1][2].axis("off")
     title = f"whisper-appliance benchmarks — {report.get('machine', '?')} — model {report.get('model', '?')}"
     if report.get("quick"):
         title += " — QUICK SMOKE RUN"
@@ -168,6 +170,27 @@ def _memory(ax: Any, section: dict[str, Any] | None) -> None:
     ax.set_xticks([x + width / 2 for x in range(len(roles))], roles, rotation=30)
     ax.set_ylabel("RSS, MB (ROLE children: its child processes)")
     ax.set_title(f"{title} ({len(stacks)})")
+    ax.legend()
+
+
+def _accuracy(ax: Any, section: dict[str, Any] | None) -> None:
+    """Per fixture, WER offline (the same model in-process) beside the file over HTTP and
+    the live stream over /ws: a bar above its offline neighbour is a regression."""
+    title = "Accuracy: WER per fixture, service vs the same model offline"
+    rows = (section or {}).get("rows") or []
+    if not rows:
+        return _empty(ax, title)
+    width = 0.27
+    for i, (key, color) in enumerate((("offline", "tab:grey"), ("file", "tab:blue"), ("live", "tab:orange"))):
+        bars = ax.bar(
+            [x + i * width for x in range(len(rows))], [r[key] for r in rows], width, label=key, color=color
+        )
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    names = [f"{r['fixture'].replace('_us_000_0034', '')[:16]}\n({r['model']})" for r in rows]
+    ax.set_xticks([x + width for x in range(len(rows))], names, fontsize=8)
+    ax.set_ylabel("WER (case, punctuation normalised)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
     ax.legend()
 
 

@@ -11,7 +11,10 @@ its own, restarted where the configuration changes):
 - live: final and first-text latency percentiles at 1, 8 and 32 real-time streams
   (``bench.live_latency``; 2 workers, batching on);
 - memory: RSS per service (supervisor, gateway, audio, each worker, Redis) of every
-  stack above, idle after start and after its load (``bench.memory``).
+  stack above, idle after start and after its load (``bench.memory``);
+- accuracy: per fixture, WER of the file over the HTTP API and of the fixture streamed
+  live over ``/ws`` next to the same model run offline in-process (``bench.accuracy``;
+  tiny.en for English, base for German; 2 workers).
 
 Bounded in time: every configuration has a time box (measurement window plus one
 reply timeout for the requests in flight; streams wait at most ``live_timeout_s``
@@ -22,7 +25,7 @@ report). A section that fails is recorded with its error; the others still run a
 the report is still written.
 
     .venv/bin/python -m bench.suite [--quick] [--out bench-report/]
-        [--sections overhead,throughput,live,memory] [--budget-min N]
+        [--sections overhead,throughput,live,memory,accuracy] [--budget-min N]
 """
 
 from __future__ import annotations
@@ -39,14 +42,15 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench import live_latency, pipeline_overhead, report, throughput
+from bench import accuracy, live_latency, pipeline_overhead, report, throughput
 from bench.common import machine, print_table, running_stack
 from bench.memory import MemoryLog, watching
 from bench.utterances import cut
 from tests.helpers import manifest
 
-#: Run order: live before throughput, so the longest section is the one the budget cuts.
-SECTIONS = ("overhead", "live", "throughput", "memory")
+#: Run order: live and accuracy before throughput, so the longest section is the one the
+#: budget cuts.
+SECTIONS = ("overhead", "live", "accuracy", "throughput", "memory")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class Plan:
     live_fixtures: tuple[str, ...]
     live_workers: int
     live_timeout_s: float
+    accuracy_fixtures: tuple[str, ...] = ()  # empty: every fixture of the manifest
+    accuracy_speed: float = 1.0  # live pacing (1: real time; the cuts do not depend on it)
     stack_start_s: float = 20.0  # allowance for `up` to start and load models, per stack
 
 
@@ -87,6 +93,8 @@ QUICK = dataclasses.replace(
     timing=throughput.Timing(warmup_s=2, window_s=6, max_warmup_s=10),
     live_fixtures=("jfk",),
     live_timeout_s=20,
+    accuracy_fixtures=("jfk", "thorsten_gt_03"),
+    accuracy_speed=4.0,
 )
 
 
@@ -114,6 +122,7 @@ class Suite:
             len(plan.overhead_fixtures) * ("overhead" in sections)
             + len(plan.workers) * len(plan.batch_sizes) * len(plan.clients) * ("throughput" in sections)
             + len(plan.live_streams) * ("live" in sections)
+            + len(plan.accuracy_fixtures or manifest()) * ("accuracy" in sections)
         )
         self.progress = tqdm(total=total, desc="benchmarks", unit="config")
 
@@ -129,6 +138,7 @@ class Suite:
             "overhead": self.overhead,
             "throughput": self.throughput,
             "live": self.live,
+            "accuracy": self.accuracy,
             "memory": self.memory_section,
         }
         for name in SECTIONS:
@@ -212,6 +222,21 @@ class Suite:
             "rows": rows,
         }
 
+    def accuracy(self) -> dict[str, Any]:
+        plan, rows = self.plan, []
+        fixtures = list(plan.accuracy_fixtures) or list(manifest())
+        audio_s = sum(manifest()[f]["duration_s"] for f in fixtures)
+        estimate = plan.stack_start_s + 30 + audio_s * (1 + 1 / plan.accuracy_speed)  # + a base load
+        if self.budget.allows("accuracy", estimate):
+            offline = accuracy.offline_rows(fixtures, accuracy.Offline())
+            name = "accuracy stack: 2 workers, default batching"
+            with running_stack(workers=2, env=self.env()) as running, watching(self.memory, name, running):
+                rows = accuracy.run_config(
+                    "service", running.base_url, running.ws_url, fixtures, offline,
+                    [plan.accuracy_speed], on_row=self.row_done,
+                )  # fmt: skip
+        return {"workers": 2, "models": accuracy.MODELS, "speed": plan.accuracy_speed, "rows": rows}
+
     def memory_section(self) -> dict[str, Any]:
         assert self.memory is not None
         if not self.memory.stacks and self.budget.allows("memory", self.plan.stack_start_s + 30):
@@ -244,6 +269,9 @@ def summary(report_data: dict[str, Any]) -> None:
     if rows := sections.get("live", {}).get("rows"):
         print("\nlive latency:")
         print_table(rows, live_latency.COLUMNS)
+    if rows := sections.get("accuracy", {}).get("rows"):
+        print("\naccuracy (WER per fixture; offline: the same model in-process on the whole file):")
+        accuracy.print_rows(rows)
     for name, section in sections.items():
         if "error" in section:
             print(f"\nsection {name} FAILED: {section['error']}")

@@ -128,13 +128,16 @@ def stream_live(
     chunk_s: float = 0.25,
     speed: float = 1.0,
     language: str | None = "en",
+    model: str | None = None,
     timeout: float = 120.0,
     require_end: bool = True,
 ) -> LiveResult:
     """start_real_recording, the chunks paced as a browser sends them, stop_recording, and
     every message until ``recording: false``. ``require_end=False`` (benchmarks of an
-    overloaded service) returns what came within ``timeout`` instead of failing."""
-    send_json(ws, {"command": "start_real_recording", "language": language, "format": "webm"})
+    overloaded service) returns what came within ``timeout`` instead of failing. ``model``:
+    the recording's model (unset: the service's default)."""
+    start = {"command": "start_real_recording", "language": language, "format": "webm"}
+    send_json(ws, {**start, "model": model} if model else start)
     started = recv_json(ws)
     assert started.get("recording") is True, started
     messages: list[dict[str, Any]] = []

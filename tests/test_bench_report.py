@@ -60,6 +60,12 @@ FULL_REPORT = {
                 },
             ]
         },
+        "accuracy": {
+            "rows": [
+                {"fixture": "jfk", "model": "tiny.en", "offline": 0.0, "file": 0.0, "live": 0.091},
+                {"fixture": "thorsten_gt_03", "model": "base", "offline": 0.0, "file": 0.0, "live": 0.0},
+            ]
+        },
     },
 }
 
@@ -69,7 +75,7 @@ def test_report_writes_json_and_png(tmp_path: Path) -> None:
     assert json.loads(json_path.read_text()) == FULL_REPORT
     data = png_path.read_bytes()
     assert data.startswith(PNG_SIGNATURE)
-    assert len(data) > 30_000  # four drawn panels, not a blank canvas
+    assert len(data) > 30_000  # five drawn panels, not a blank canvas
 
 
 def test_partial_report_still_plots(tmp_path: Path) -> None:
