@@ -56,7 +56,8 @@ class PendingRequest:
         message: str = "No result arrived in time for this piece",
     ) -> list[events.FileEvent]:
         """Past the deadline: every piece not yet answered gets a ``timeout`` error (or
-        ``code``: e.g. ``redis_unavailable`` when its reply may have been lost)."""
+        ``code``). A piece answered twice (queued again after a Redis restart) is shown once:
+        :meth:`add` keeps the first answer of each index."""
         count = self.count if self.count is not None else max(len(self.utterance_ids), self.next_index + 1)
         for index in range(self.next_index, count):
             utterance_id = self.utterance_ids[index] if index < len(self.utterance_ids) else None

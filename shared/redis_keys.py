@@ -61,3 +61,13 @@ def sync_client(settings: Settings) -> redis.Redis:
 
 def async_client(settings: Settings) -> aioredis.Redis:
     return aioredis.Redis.from_url(settings.redis_url, **_options(settings))
+
+
+#: A job a worker answered (or skipped, or the reaper handed on): the audio service's
+#: requeue buffer (:mod:`shared.requeue`) forgets it instead of queueing it again.
+SETTLED_KEY_PREFIX = f"{PREFIX}:settled:"
+SETTLED_TTL_S = 300
+
+
+def settled_key(job_id: str) -> str:
+    return f"{SETTLED_KEY_PREFIX}{job_id}"

@@ -1,0 +1,66 @@
+"""Publishing a job's reply so that a Redis restart does not lose it.
+
+Pub/sub keeps nothing: a reply published while Redis is away fails, and one published
+just after a restart, before the gateway has subscribed its reply channels again
+(it reconnects with backoff, up to 5 s), reaches nobody. Both are retried with capped
+exponential backoff for ``S2T_REPLY_RETRY_S``; no subscriber counts as "not yet" only
+while Redis has been up less than that long (otherwise the client has simply gone, and
+waiting would only hold up the worker). A reply that is still not out after that raises:
+the job is not settled, and the audio service's requeue buffer queues it again.
+"""
+
+from __future__ import annotations
+
+import redis
+import structlog
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from shared.queue import REDIS_AWAY
+
+log = structlog.get_logger()
+
+RETRY_FIRST_DELAY_S = 0.25
+RETRY_MAX_DELAY_S = 2.0
+
+
+def redis_restarted_within(client: redis.Redis, seconds: float) -> bool:
+    """Whether the Redis server started less than ``seconds`` ago (so subscribers may still
+    be on their way back)."""
+    uptime = client.info("server").get("uptime_in_seconds", seconds)
+    return float(uptime) < seconds
+
+
+def _give_up(state: RetryCallState) -> int:
+    """Out of time: Redis still away raises; still nobody subscribed means the client has
+    gone, and the reply is dropped."""
+    assert state.outcome is not None
+    if state.outcome.failed:
+        raise state.outcome.exception()  # type: ignore[misc]
+    return 0
+
+
+def publish_reply(client: redis.Redis, channel: str, data: bytes, retry_s: float) -> int:
+    """Publish ``data``; returns how many subscribers got it (0: nobody is listening, and
+    Redis has not restarted lately). Raises the last Redis error after ``retry_s``."""
+
+    def attempt() -> int | None:
+        receivers = int(client.publish(channel, data))
+        if receivers == 0 and redis_restarted_within(client, retry_s):
+            return None  # the gateway may not have subscribed again yet
+        return receivers
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(REDIS_AWAY) | retry_if_result(lambda r: r is None),
+        wait=wait_exponential(multiplier=RETRY_FIRST_DELAY_S, max=RETRY_MAX_DELAY_S),
+        stop=stop_after_delay(retry_s),
+        retry_error_callback=_give_up,
+        before_sleep=lambda state: log.info("reply_retry", attempt=state.attempt_number),
+    )
+    return int(retrying(attempt))
