@@ -27,6 +27,8 @@ def requeue_once(queue: JobQueue, now: float) -> dict[Decision, int]:
     counts = dict.fromkeys(Decision, 0)
     if buffer is None:
         return counts
+    if queue.redis_away:
+        queue.check_redis()
     metrics.REQUEUE_BUFFER_SECONDS.set(buffer.audio_s)
     if not len(buffer):
         return counts

@@ -89,6 +89,7 @@ __all__ = [
     "queue_depths",
     "queue_depths_async",
     "queue_key",
+    "redis_restarted_within",
     "release",
     "run_worker_loop",
     "settle",
@@ -234,6 +235,11 @@ class JobQueue:
         """Whether ``jobs`` would wait in the requeue buffer with their audio (Redis away)."""
         return self._buffer is not None and self._buffer.has_room(jobs)
 
+    def check_redis(self) -> None:
+        """Clears :attr:`redis_away` once Redis answers (raises while it does not)."""
+        self._redis.ping()
+        self._away = False
+
     def requeue(self, job: TranscriptionJob) -> None:
         """Queue a kept job again, under the same id, before newer work."""
         self._enqueue_one(job, at_front=True)
@@ -355,6 +361,17 @@ def claim(client: redis.Redis, taken: Taken, worker_id: str) -> None:
     wire = {k: v for k, v in taken.job.to_wire().items() if k != "pcm"}
     entry = {"worker": worker_id, "queue": taken.queue or "", "at": time.time(), "job": wire}
     client.hset(INFLIGHT_KEY, taken.rq_id, codec.dumps(entry))
+
+
+def redis_restarted_within(client: redis.Redis, seconds: float) -> bool:
+    """Whether the Redis server started less than ``seconds`` ago: what lived only in the
+    old one (subscriptions, heartbeats) may still be on its way back. False where INFO is
+    not served (renamed away on a managed Redis, fakeredis): no grace then, as before."""
+    try:
+        uptime = client.info("server").get("uptime_in_seconds", seconds)
+    except redis.exceptions.ResponseError:
+        return False
+    return float(uptime) < seconds
 
 
 def settle(client: redis.Redis, job_id: str | None) -> None:

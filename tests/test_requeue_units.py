@@ -181,6 +181,9 @@ def test_enqueue_while_redis_is_away_waits_in_the_buffer() -> None:
     assert JobQueue(settings, connection=away).buffer is None
     with pytest.raises(redis.exceptions.ConnectionError):
         JobQueue(settings, connection=away).enqueue([_job("f")])  # without a buffer: as before
+    away.connection_pool = fakeredis.FakeRedis().connection_pool  # Redis answers again
+    requeue_once(queue, now=_now(queue))
+    assert not queue.redis_away and _queued(queue) == ["f-0", "f-1"]
 
 
 def _now(queue: JobQueue) -> float:

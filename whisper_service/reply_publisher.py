@@ -22,19 +22,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from shared.queue import REDIS_AWAY
+from shared.queue import REDIS_AWAY, redis_restarted_within
 
 log = structlog.get_logger()
 
 RETRY_FIRST_DELAY_S = 0.25
 RETRY_MAX_DELAY_S = 2.0
-
-
-def redis_restarted_within(client: redis.Redis, seconds: float) -> bool:
-    """Whether the Redis server started less than ``seconds`` ago (so subscribers may still
-    be on their way back)."""
-    uptime = client.info("server").get("uptime_in_seconds", seconds)
-    return float(uptime) < seconds
 
 
 def _give_up(state: RetryCallState) -> int:
