@@ -19,8 +19,7 @@ import structlog
 from audio_service.requeue import requeue_once
 from shared import codec, protocol
 from shared.heartbeats import any_worker_alive, worker_alive
-from shared.queue import InflightEntry, JobQueue, redis_restarted_within, settle
-from shared.redis_keys import WORKER_HEARTBEAT_TTL_S
+from shared.queue import InflightEntry, JobQueue, settle
 from shared.stream_ledger import StreamLedger
 
 log = structlog.get_logger()
@@ -30,12 +29,8 @@ REAP_INTERVAL_S = 2.0
 
 
 def reap_once(queue: JobQueue, ledger: StreamLedger, max_retries: int = MAX_RETRIES) -> int:
-    """One pass; returns how many orphaned jobs were handled. None while Redis is younger
-    than a heartbeat's lifetime: after a restart, live workers' heartbeats are missing
-    until their next beat, and their new claims must not be taken for a dead worker's."""
+    """One pass; returns how many orphaned jobs were handled."""
     handled = 0
-    if redis_restarted_within(queue.redis, WORKER_HEARTBEAT_TTL_S):
-        return handled
     for entry in queue.inflight_entries():
         if worker_alive(queue.redis, entry.worker_id):
             continue

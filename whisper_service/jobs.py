@@ -27,6 +27,7 @@ import structlog
 
 from shared import codec, metrics, protocol, queue
 from shared.config import Settings
+from shared.heartbeats import worker_alive
 from shared.jobs import TranscriptionJob
 from shared.models import ModelUnavailableError, UnknownModelError, UnsupportedRequestError, check_request
 from shared.queue import JobTimeout, Taken
@@ -59,7 +60,11 @@ def _ledger(ctx: context.WorkerContext) -> StreamLedger:
 
 
 def _claim(ctx: context.WorkerContext, taken: Taken) -> None:
-    """If this process dies from now on, the reaper retries the job elsewhere."""
+    """If this process dies from now on, the reaper retries the job elsewhere. A Redis that
+    restarted empty has no heartbeat of this worker until its next beat: one goes first,
+    or the reaper would take this live worker's claim for a dead one's."""
+    if not worker_alive(ctx.redis, ctx.info.id):
+        ctx.announce()
     queue.claim(ctx.redis, taken, ctx.info.id)
 
 
