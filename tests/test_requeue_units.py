@@ -1,9 +1,12 @@
 """The requeue buffer's bounds and the requeue decision (pure), the requeue pass on
 fakeredis (what a Redis that came back empty no longer holds is queued again, once, in
-order), enqueues while Redis is away, and the worker's reply retry."""
+order), enqueues while Redis is away, the worker's reply retry, and the recording's
+watchdog while its session is parked."""
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
@@ -14,6 +17,8 @@ from redis.retry import Retry
 
 from audio_service.reaper import reap_once
 from audio_service.requeue import requeue_once
+from gateway import events, recording
+from gateway.live_sessions import LiveSessions
 from shared import codec
 from shared.config import Settings
 from shared.jobs import TranscriptionJob
@@ -235,3 +240,30 @@ def test_a_reply_that_cannot_go_out_in_time_raises(fast_retry: None) -> None:
     client = _FlakyRedis([redis.exceptions.ConnectionError("away")] * 1000, uptime_s=1)
     with pytest.raises(redis.exceptions.ConnectionError):
         publish_reply(client, "c", b"x", retry_s=0.3)  # type: ignore[arg-type]
+
+
+# --- the gateway's backstop ---------------------------------------------------------------
+
+
+def test_a_parked_recordings_stuck_final_still_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watchdog belongs to the recording, not to a client connection: a recording
+    whose client has gone (parked in its resume window) still answers a final that no
+    result reaches, into its session's journal."""
+    monkeypatch.setattr(recording, "WATCHDOG_INTERVAL_S", 0.01)
+    ctx = SimpleNamespace(settings=Settings(job_ttl_s=0, job_timeout_s=0))
+
+    async def run() -> list[events.LiveEvent]:
+        sessions = LiveSessions(window_s=30.0, api_key=None)
+        session, _ = sessions.create()
+        rec = recording.Recording(
+            ctx, session.sink, language="en", task="transcribe", model="tiny.en", fmt=None
+        )  # type: ignore[arg-type]
+        session.recording = rec
+        rec.machine.queued(0, 1, 0.0, 1.0, now=0.0)
+        watchdog = asyncio.create_task(rec._watch())
+        await asyncio.sleep(0.1)
+        watchdog.cancel()
+        return session.replay(0)
+
+    journal = asyncio.run(run())
+    assert [(type(e).__name__, getattr(e, "code", None)) for e in journal] == [("UtteranceFailed", "timeout")]
