@@ -83,8 +83,8 @@ class Settings(BaseSettings):
     # it queued, bounded, until a worker answers it, and queues it again if Redis loses it.
     requeue_buffer_seconds: float = 3600.0  # of audio kept (16 kHz PCM: 115 MB per hour)
     requeue_buffer_jobs: int = 5000  # jobs kept with their audio
-    #: How long a worker retries a reply it could not publish (Redis away, or not yet
-    #: resubscribed by the gateway after a restart) before the audio service's copy is used.
+    #: How long a worker retries a reply it could not publish (Redis away) before the
+    #: audio service's copy is used (whisper_service/reply_publisher.py).
     reply_retry_s: float = 30.0
 
     # Worker /metrics + /health (one port per worker process; `up` picks a free one each)

@@ -231,7 +231,7 @@ def test_a_reply_is_retried_while_redis_is_away_and_until_the_gateway_has_subscr
 
 
 def test_no_subscriber_long_after_a_restart_means_the_client_has_gone(fast_retry: None) -> None:
-    client = _FlakyRedis([0, 1], uptime_s=3600)
+    client = _FlakyRedis([0, 1], uptime_s=reply_publisher.RESUBSCRIBE_GRACE_S + 1)
     assert publish_reply(client, "c", b"x", retry_s=5.0) == 0  # type: ignore[arg-type]
     assert client.calls == 1
 

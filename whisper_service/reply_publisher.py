@@ -3,10 +3,12 @@
 Pub/sub keeps nothing: a reply published while Redis is away fails, and one published
 just after a restart, before the gateway has subscribed its reply channels again
 (it reconnects with backoff, up to 5 s), reaches nobody. Both are retried with capped
-exponential backoff for ``S2T_REPLY_RETRY_S``; no subscriber counts as "not yet" only
-while Redis has been up less than that long (otherwise the client has simply gone, and
-waiting would only hold up the worker). A reply that is still not out after that raises:
-the job is not settled, and the audio service's requeue buffer queues it again.
+exponential backoff for ``S2T_REPLY_RETRY_S``. No subscriber counts as "not yet" only
+while Redis has been up less than :data:`RESUBSCRIBE_GRACE_S`, the time every gateway
+takes at most to subscribe again: later, the client has simply gone, and waiting would
+only hold up the worker (a job queued again for a client that left during the outage
+costs at most that). A reply that Redis still refuses after ``S2T_REPLY_RETRY_S``
+raises: the job is not settled, and the audio service's requeue buffer queues it again.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ log = structlog.get_logger()
 
 RETRY_FIRST_DELAY_S = 0.25
 RETRY_MAX_DELAY_S = 2.0
+#: Twice the gateway's longest pub/sub reconnect delay (gateway/replies.py, 5 s).
+RESUBSCRIBE_GRACE_S = 10.0
 
 
 def _give_up(state: RetryCallState) -> int:
@@ -45,7 +49,7 @@ def publish_reply(client: redis.Redis, channel: str, data: bytes, retry_s: float
 
     def attempt() -> int | None:
         receivers = int(client.publish(channel, data))
-        if receivers == 0 and redis_restarted_within(client, retry_s):
+        if receivers == 0 and redis_restarted_within(client, RESUBSCRIBE_GRACE_S):
             return None  # the gateway may not have subscribed again yet
         return receivers
 
