@@ -36,6 +36,7 @@ from tests.helpers import (
     wer,
 )
 from tests.services import Services
+from tests.test_resume import CHUNK_S, Reader, cut, send_paced, start
 from whisper_appliance.embedded_redis import free_port, start_redis
 
 pytestmark = pytest.mark.slow
@@ -138,6 +139,55 @@ def test_a_live_stream_survives_redis_sigkilled_and_restarted_empty(
     with connect(services.ws_url, max_size=None) as ws:
         _live_through_fault(ws, _restart_apart(services, procs))
     assert _requeued(services) >= 1  # finals cut while Redis was away waited in the buffer
+
+
+def test_a_parked_live_session_gets_its_finals_through_a_redis_restart(
+    restartable: tuple[Services, list[subprocess.Popen[bytes]]],
+) -> None:
+    """Redis dies as the recording starts, so the first half's finals wait in the audio
+    service's buffer; the client's connection drops; Redis comes back while the session
+    is parked: its channel is subscribed again, its finals are queued and answered into
+    its journal, and the resumed client gets every final once."""
+    services, procs = restartable
+    item = manifest()["jfk"]
+    encoded = fixture_webm("jfk")
+    chunks = chunk_stream(encoded, item["duration_s"], CHUNK_S)
+    first = connect(services.ws_url, max_size=None)
+    started = start(first)
+    reader = Reader(first)
+    procs[-1].send_signal(signal.SIGKILL)
+    procs[-1].wait(10)
+    send_paced(first, chunks[: len(chunks) // 2])  # "And so my fellow Americans," at least
+    cut(first)
+    got_before = reader.finals()
+    assert not got_before  # nothing could be answered without Redis
+    procs.append(start_redis(port=urlparse(services.redis_url).port)[0])
+    time.sleep(5.0)  # the gateway subscribes the parked recording's channel again
+    with connect(services.ws_url, max_size=None) as second:
+        send_json(
+            second,
+            {
+                "command": "resume",
+                "session_id": started["session_id"],
+                "resume_token": started["resume_token"],
+                "finals_received": len(got_before),
+            },
+        )
+        resumed = recv_json(second)
+        assert resumed.get("message") == "Recording resumed", resumed
+        rest = Reader(second)
+        second.send(encoded[resumed["audio_offset"] :])
+        send_json(second, {"command": "stop_recording"})
+        assert rest.ended.wait(120), rest.messages
+    finals = got_before + rest.finals()
+    ids = [m["utterance_id"] for m in finals]
+    assert len(ids) == len(set(ids)), ids
+    assert [int(i.rsplit("-u", 1)[1]) for i in ids] == list(range(len(finals))), ids
+    assert all(m["type"] == "transcript" for m in finals), finals
+    errors = [m for m in reader.messages + rest.messages if m.get("type") == "error"]
+    assert not errors, errors
+    assert wer(item["reference"], " ".join(m["transcript"] for m in finals)) <= 0.15, finals
+    assert _requeued(services) >= 1  # the fault hit an utterance in flight
 
 
 def test_worker_waiting_for_redis_still_stops_on_sigterm(
