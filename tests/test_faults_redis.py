@@ -90,8 +90,10 @@ def _file_through_fault(ws: ClientConnection, fault: Callable[[], None]) -> None
         messages.append(recv_json(ws, timeout=60))
     pieces = messages[-1]["pieces"]
     assert pieces >= 3
+    t0 = time.monotonic()
     fault()  # right after queueing: pieces waiting in the queue and one on the worker
     messages += collect_until_complete(ws, "f", timeout=240)
+    print(f"\n{pieces} pieces; file complete {time.monotonic() - t0:.1f} s after the kill")
     statuses = [m.get("message") for m in messages if m.get("type") == "status"]
     assert "reconnecting" in statuses and "reconnected" in statuses, statuses  # the fault hit
     errors = [m for m in messages if m.get("type") == "error"]
