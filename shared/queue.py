@@ -46,6 +46,7 @@ only, never audio or text.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ __all__ = [
     "run_worker_loop",
     "settle",
     "started",
+    "stop_requested",
 ]
 
 log = structlog.get_logger()
@@ -444,7 +446,18 @@ class _Worker(SimpleWorker):
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
+        _stop_requested.set()
         super().request_stop(signum, frame)
+
+
+#: Set once this process's worker was asked to shut down (see :func:`stop_requested`).
+_stop_requested = threading.Event()
+
+
+def stop_requested() -> bool:
+    """Whether this worker process was asked to shut down: waits inside a job (a reply
+    retried through a Redis outage) give up rather than hold up the shutdown."""
+    return _stop_requested.is_set()
 
 
 def _rejoin(worker: _Worker) -> None:

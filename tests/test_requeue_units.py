@@ -242,6 +242,14 @@ def test_a_reply_that_cannot_go_out_in_time_raises(fast_retry: None) -> None:
         publish_reply(client, "c", b"x", retry_s=0.3)  # type: ignore[arg-type]
 
 
+def test_a_shutdown_ends_the_reply_retries_at_once(fast_retry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reply_publisher, "stop_requested", lambda: True)
+    client = _FlakyRedis([redis.exceptions.ConnectionError("away")] * 1000, uptime_s=1)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        publish_reply(client, "c", b"x", retry_s=60.0)  # type: ignore[arg-type]
+    assert client.calls == 1
+
+
 # --- the gateway's backstop ---------------------------------------------------------------
 
 

@@ -9,9 +9,12 @@ takes at most to subscribe again: later, the client has simply gone, and waiting
 only hold up the worker (a job queued again for a client that left during the outage
 costs at most that). A reply that Redis still refuses after ``S2T_REPLY_RETRY_S``
 raises: the job is not settled, and the audio service's requeue buffer queues it again.
+A shutdown request (SIGTERM) ends the retries at once, the same way.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import redis
 import structlog
@@ -24,7 +27,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from shared.queue import REDIS_AWAY, redis_restarted_within
+from shared.queue import REDIS_AWAY, redis_restarted_within, stop_requested
 
 log = structlog.get_logger()
 
@@ -32,6 +35,11 @@ RETRY_FIRST_DELAY_S = 0.25
 RETRY_MAX_DELAY_S = 2.0
 #: Twice the gateway's longest pub/sub reconnect delay (gateway/replies.py, 5 s).
 RESUBSCRIBE_GRACE_S = 10.0
+
+
+def stop_when(condition: Callable[[], bool]) -> Callable[[RetryCallState], bool]:
+    """A tenacity stop condition from a plain predicate."""
+    return lambda state: condition()
 
 
 def _give_up(state: RetryCallState) -> int:
@@ -56,7 +64,7 @@ def publish_reply(client: redis.Redis, channel: str, data: bytes, retry_s: float
     retrying = Retrying(
         retry=retry_if_exception_type(REDIS_AWAY) | retry_if_result(lambda r: r is None),
         wait=wait_exponential(multiplier=RETRY_FIRST_DELAY_S, max=RETRY_MAX_DELAY_S),
-        stop=stop_after_delay(retry_s),
+        stop=stop_after_delay(retry_s) | stop_when(stop_requested),
         retry_error_callback=_give_up,
         before_sleep=lambda state: log.info("reply_retry", attempt=state.attempt_number),
     )
