@@ -226,27 +226,26 @@ def test_a_reply_is_retried_while_redis_is_away_and_until_the_gateway_has_subscr
     fast_retry: None,
 ) -> None:
     client = _FlakyRedis([redis.exceptions.ConnectionError("away")] * 3 + [0, 0, 1], uptime_s=2)
-    assert publish_reply(client, "c", b"x", retry_s=5.0) == 1  # type: ignore[arg-type]
+    assert publish_reply(client, "c", b"x", retry_s=5.0, stopping=lambda: False) == 1  # type: ignore[arg-type]
     assert client.calls == 6
 
 
 def test_no_subscriber_long_after_a_restart_means_the_client_has_gone(fast_retry: None) -> None:
     client = _FlakyRedis([0, 1], uptime_s=reply_publisher.RESUBSCRIBE_GRACE_S + 1)
-    assert publish_reply(client, "c", b"x", retry_s=5.0) == 0  # type: ignore[arg-type]
+    assert publish_reply(client, "c", b"x", retry_s=5.0, stopping=lambda: False) == 0  # type: ignore[arg-type]
     assert client.calls == 1
 
 
 def test_a_reply_that_cannot_go_out_in_time_raises(fast_retry: None) -> None:
     client = _FlakyRedis([redis.exceptions.ConnectionError("away")] * 1000, uptime_s=1)
     with pytest.raises(redis.exceptions.ConnectionError):
-        publish_reply(client, "c", b"x", retry_s=0.3)  # type: ignore[arg-type]
+        publish_reply(client, "c", b"x", retry_s=0.3, stopping=lambda: False)  # type: ignore[arg-type]
 
 
-def test_a_shutdown_ends_the_reply_retries_at_once(fast_retry: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reply_publisher, "stop_requested", lambda: True)
+def test_a_shutdown_ends_the_reply_retries_at_once(fast_retry: None) -> None:
     client = _FlakyRedis([redis.exceptions.ConnectionError("away")] * 1000, uptime_s=1)
     with pytest.raises(redis.exceptions.ConnectionError):
-        publish_reply(client, "c", b"x", retry_s=60.0)  # type: ignore[arg-type]
+        publish_reply(client, "c", b"x", retry_s=60.0, stopping=lambda: True)  # type: ignore[arg-type]
     assert client.calls == 1
 
 

@@ -51,7 +51,13 @@ def _give_up(state: RetryCallState) -> int:
     return 0
 
 
-def publish_reply(client: redis.Redis, channel: str, data: bytes, retry_s: float) -> int:
+def publish_reply(
+    client: redis.Redis,
+    channel: str,
+    data: bytes,
+    retry_s: float,
+    stopping: Callable[[], bool] = stop_requested,
+) -> int:
     """Publish ``data``; returns how many subscribers got it (0: nobody is listening, and
     Redis has not restarted lately). Raises the last Redis error after ``retry_s``."""
 
@@ -64,7 +70,7 @@ def publish_reply(client: redis.Redis, channel: str, data: bytes, retry_s: float
     retrying = Retrying(
         retry=retry_if_exception_type(REDIS_AWAY) | retry_if_result(lambda r: r is None),
         wait=wait_exponential(multiplier=RETRY_FIRST_DELAY_S, max=RETRY_MAX_DELAY_S),
-        stop=stop_after_delay(retry_s) | stop_when(stop_requested),
+        stop=stop_after_delay(retry_s) | stop_when(stopping),
         retry_error_callback=_give_up,
         before_sleep=lambda state: log.info("reply_retry", attempt=state.attempt_number),
     )
