@@ -32,7 +32,8 @@ from shared.audio_format import SAMPLE_RATE
 from shared.config import Settings, get_settings
 from shared.errors import ErrorCode, http_status, parse_code
 from shared.jobs import TranscriptionJob
-from shared.queue import JobQueue
+from shared.queue import REDIS_AWAY, JobQueue
+from shared.requeue import RequeueBuffer
 from shared.stream_ledger import StreamLedger
 
 log = structlog.get_logger()
@@ -59,7 +60,7 @@ def _decode_hints(req: dict[str, Any]) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
-    queue = JobQueue(settings)
+    queue = JobQueue(settings, buffer=RequeueBuffer.for_settings(settings))
     ledger = StreamLedger.for_settings(queue.redis, settings)
     started = time.time()
 
@@ -77,8 +78,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return _error(ErrorCode.INVALID_MESSAGE, "Body must be msgpack with 'audio' and 'reply_channel'")
         request_id = str(req.get("request_id") or uuid.uuid4().hex)
         structlog.contextvars.bind_contextvars(request_id=request_id)  # this request's task only
-        waiting = await asyncio.to_thread(queue.length)
-        if settings.max_queue_length > 0 and waiting >= settings.max_queue_length:
+        try:
+            waiting: int | None = await asyncio.to_thread(queue.length)
+        except REDIS_AWAY:
+            waiting = None  # Redis is away: the requeue buffer takes the pieces, if it has room
+        if waiting is not None and settings.max_queue_length > 0 and waiting >= settings.max_queue_length:
             # Back-pressure rather than an unbounded queue: the client may retry shortly.
             log.warning("queue_full", request_id=request_id, waiting=waiting)
             message = f"The transcription queue is full ({waiting} jobs waiting); try again shortly"
@@ -121,6 +125,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             for p in pieces
         ]
+        if waiting is None and not queue.buffer_has_room(jobs):
+            log.warning("redis_away_buffer_full", request_id=request_id, pieces=len(jobs))
+            message = "Redis is unavailable and the requeue buffer is full; try again shortly"
+            return _error(ErrorCode.REDIS_UNAVAILABLE, message)
         if jobs:
             await asyncio.to_thread(queue.enqueue, jobs)
             metrics.UTTERANCES_CUT.labels(mode="file").inc(len(jobs))

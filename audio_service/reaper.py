@@ -12,12 +12,14 @@ however many audio services run; the job is then enqueued again at the front, at
 from __future__ import annotations
 
 import threading
+import time
 
 import structlog
 
+from audio_service.requeue import requeue_once
 from shared import codec, protocol
 from shared.heartbeats import any_worker_alive, worker_alive
-from shared.queue import InflightEntry, JobQueue
+from shared.queue import InflightEntry, JobQueue, settle
 from shared.stream_ledger import StreamLedger
 
 log = structlog.get_logger()
@@ -42,6 +44,11 @@ def reap_once(queue: JobQueue, ledger: StreamLedger, max_retries: int = MAX_RETR
 def _recover(queue: JobQueue, ledger: StreamLedger, entry: InflightEntry, max_retries: int) -> None:
     routing = entry.routing_job()
     job = queue.take_dead_attempt(entry.job_id)  # its record holds audio: it is deleted
+    # Handed on (a retry has an id of its own) or answered below: no requeue buffer of any
+    # audio service may queue the dead attempt again.
+    settle(queue.redis, entry.job_id)
+    if queue.buffer is not None:
+        queue.buffer.forget(entry.job_id)
     if routing.kind == "partial":
         # A partial is replaced by the next one anyway; only let the stream send it.
         ledger.mark_partial_done(routing)
@@ -66,9 +73,15 @@ def _recover(queue: JobQueue, ledger: StreamLedger, entry: InflightEntry, max_re
 def reap_forever(
     queue: JobQueue, ledger: StreamLedger, stop: threading.Event, interval_s: float = REAP_INTERVAL_S
 ) -> None:
-    """The reaper thread's loop; Redis errors are logged and retried on the next pass."""
+    """The reaper thread's loop; Redis errors are logged and retried on the next pass. The
+    requeue pass runs in the same thread, after the reaper's: the two never race over a
+    dead worker's job (deleted, then queued again as a retry)."""
     while not stop.wait(interval_s):
         try:
             reap_once(queue, ledger)
         except Exception as exc:
             log.warning("reaper_error", error=str(exc))
+        try:
+            requeue_once(queue, time.monotonic())
+        except Exception as exc:
+            log.info("requeue_pass_failed", error=str(exc))

@@ -31,7 +31,7 @@ from shared import metrics
 from shared.audio_format import RAW_FORMATS, SAMPLE_RATE
 from shared.config import Settings
 from shared.jobs import TranscriptionJob, live_utterance_id
-from shared.queue import JobQueue
+from shared.queue import REDIS_AWAY, JobQueue
 from shared.stream_ledger import StreamLedger
 from shared.stream_protocol import (
     Clear,
@@ -125,7 +125,7 @@ class LiveStream:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pump
-                await asyncio.to_thread(self.ledger.cancel, self.stream_id)
+                await asyncio.to_thread(self._cancel)
             await decoder.kill()
             metrics.ACTIVE_STREAMS.dec()
             log.info(
@@ -135,6 +135,26 @@ class LiveStream:
                 finals=self.finals,
                 cancelled=not stopped_cleanly,
             )
+
+    def _cancel(self) -> None:
+        """The client has gone: workers skip the stream's queued jobs, and none is queued
+        again after a Redis restart."""
+        if (buffer := self.queue.buffer) is not None:
+            buffer.forget_stream(self.stream_id)
+        if self.queue.redis_away:
+            return  # a Redis that comes back empty holds none of its jobs anyway
+        with contextlib.suppress(*REDIS_AWAY):
+            self.ledger.cancel(self.stream_id)
+
+    def _supersede(self, seq: int, revoke: int | None) -> None:
+        """Older partials (and the revoked candidate) are skipped. While Redis is away the
+        ledger cannot be written; the revoked candidate is at least not queued again."""
+        if revoke is not None and (buffer := self.queue.buffer) is not None:
+            buffer.forget_job(self.stream_id, revoke)
+        if self.queue.redis_away:
+            return
+        with contextlib.suppress(*REDIS_AWAY):
+            self.ledger.supersede(self.stream_id, seq, revoke=revoke)
 
     async def _receive(self, decoder: StreamDecoder | PcmDecoder) -> bool:
         """Forward bytes to the decoder until ``stop`` (True) or the gateway goes away (False)."""
@@ -190,8 +210,8 @@ class LiveStream:
     async def _void(self, index: int) -> None:
         """A cleared utterance: skip its queued partial and candidate, tell the gateway."""
         revoke = self._candidate[1] if self._candidate is not None else None
+        await asyncio.to_thread(self._supersede, self.seq + 1, revoke)
         self._candidate = None
-        await asyncio.to_thread(self.ledger.supersede, self.stream_id, self.seq + 1, revoke=revoke)
         await self._send(Cleared(index=index, seq=self.seq))
 
     async def _pump_pcm(self, decoder: StreamDecoder | PcmDecoder) -> None:
@@ -239,8 +259,11 @@ class LiveStream:
             revoked = self._candidate[1] if revoke and self._candidate else None
 
             def enqueue() -> None:
-                self.ledger.supersede(self.stream_id, seq, revoke=revoked)
-                self.queue.enqueue([job])
+                self._supersede(seq, revoked)
+                try:
+                    self.queue.enqueue([job])  # a final waits in the requeue buffer while Redis is away
+                except REDIS_AWAY:
+                    log.info("partial_dropped_redis_away", seq=seq)  # the next one replaces it
 
             await asyncio.to_thread(enqueue)
             if revoke:
@@ -266,7 +289,12 @@ class LiveStream:
         seq, at = self._last_partial
         if seq == 0 or time.monotonic() - at > PARTIAL_STALL_S:
             return True
-        return await asyncio.to_thread(self.ledger.partials_done, self.stream_id) >= seq
+        if self.queue.redis_away:
+            return False  # none could be queued now
+        try:
+            return await asyncio.to_thread(self.ledger.partials_done, self.stream_id) >= seq
+        except REDIS_AWAY:
+            return False  # none could be queued now
 
     def _job(self, utterance: Utterance) -> TranscriptionJob:
         self.seq += 1
@@ -303,7 +331,11 @@ async def stream_endpoint(ws: WebSocket) -> None:
         await ws.close(1008)
         return
     limit = state.settings.max_queue_length
-    if limit > 0 and (waiting := await asyncio.to_thread(state.queue.length)) >= limit:
+    try:
+        waiting = await asyncio.to_thread(state.queue.length)
+    except REDIS_AWAY:
+        waiting = 0  # Redis is away: the stream's finals wait in the requeue buffer
+    if limit > 0 and waiting >= limit:
         # Same back-pressure as for files: refuse a new stream rather than queue without bound.
         message = f"The transcription queue is full ({waiting} jobs waiting); try again shortly"
         await ws.send_text(StreamError(code="busy", message=message).to_json())

@@ -274,23 +274,17 @@ class Connection:
         self.files.on_reply(reply)  # late replies to finished requests are dropped there
 
     def _on_redis_state(self, state: str) -> None:
-        """Tell the client while Redis is away; once back, answer what was in flight with
-        an error (replies published meanwhile are lost), so nothing waits forever."""
-        connected = state == "reconnected"
-        self.emit(events.RedisState(connected))
-        if not connected:
-            return
-        message = "Redis restarted while this was in flight; send it again"
-        self.files.fail_inflight(ErrorCode.REDIS_UNAVAILABLE, message)
-        if (recording := self.live_recording) is not None:
-            recording.expire(time.monotonic(), -1.0, ErrorCode.REDIS_UNAVAILABLE, message)
+        """Tell the client while Redis is away and when it is back. What is in flight
+        keeps waiting: the audio service queues again each job Redis lost and workers
+        retry replies they could not publish (README, "Redis restarts"); the files' and
+        the recording's watchdogs stay the backstop."""
+        self.emit(events.RedisState(state == "reconnected"))
 
     async def _watch_recording(self) -> None:
-        max_wait = self.settings.job_ttl_s + self.settings.job_timeout_s
+        """The lag watchdog, every second (the stuck-final watchdog is the recording's own:
+        it runs while a session is parked too)."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL_S)
-            if self.recording is not None:
-                self.recording.expire(time.monotonic(), max_wait)
             if (recording := self.live_recording) is not None:
                 await self._watch_lag(recording)
 

@@ -132,12 +132,6 @@ class FileJobs:
                 log.warning("request_timed_out", request_id=pending.internal_id)
                 self._emit_all(pending, pending.expire())
 
-    def fail_inflight(self, code: ErrorCode, message: str) -> None:
-        """Answer every queued, unanswered piece with an error now: after a Redis outage
-        their jobs or replies may be gone, and a client must not wait for them."""
-        for pending in [p for p in self.pending.values() if p.count is not None]:
-            self._emit_all(pending, pending.expire(code, message))
-
     async def aclose(self) -> None:
         for task in list(self._tasks):
             task.cancel()

@@ -39,7 +39,9 @@ class PendingRequest:
         return out + self._finish_if_done()
 
     def add(self, reply: WorkerReply, now: float | None = None) -> list[events.FileEvent]:
-        """Take one worker reply; return the events now ready, in order."""
+        """Take one worker reply; return the events now ready, in order. Only the first
+        answer of each piece counts: a job queued again after a Redis restart may be
+        answered twice, and the second is dropped here."""
         if self.count is None and reply.count is not None:
             self.count = reply.count
         if reply.index >= self.next_index and reply.index not in self._buffer:
@@ -56,7 +58,7 @@ class PendingRequest:
         message: str = "No result arrived in time for this piece",
     ) -> list[events.FileEvent]:
         """Past the deadline: every piece not yet answered gets a ``timeout`` error (or
-        ``code``: e.g. ``redis_unavailable`` when its reply may have been lost)."""
+        ``code``)."""
         count = self.count if self.count is not None else max(len(self.utterance_ids), self.next_index + 1)
         for index in range(self.next_index, count):
             utterance_id = self.utterance_ids[index] if index < len(self.utterance_ids) else None

@@ -33,6 +33,8 @@ log = structlog.get_logger()
 
 Emit = Callable[[events.LiveEvent], None]
 
+WATCHDOG_INTERVAL_S = 2.0
+
 
 def stream_url(audio_service_url: str) -> str:
     return (
@@ -77,6 +79,7 @@ class Recording:
         )
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         self.ended = asyncio.Event()
         self._started_at = time.monotonic()
@@ -105,6 +108,7 @@ class Recording:
                 raise ProtocolError(parse_code(started.code), started.message or "stream refused")
             raise ProtocolError(ErrorCode.INTERNAL_ERROR, "stream refused")
         self._reader = asyncio.create_task(self._read_audio_service())
+        self._watchdog = asyncio.create_task(self._watch())
         log.info("recording_started", stream_id=self.stream_id)
 
     @property
@@ -139,10 +143,11 @@ class Recording:
     async def close(self) -> None:
         """Nobody will take the results any more: drop everything."""
         await self.ctx.router.unregister(self.reply_channel)
-        if self._reader:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+        for task in (self._reader, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
@@ -192,6 +197,15 @@ class Recording:
             return
         reply = WorkerReply.parse(dict(raw))
         self._emit(self.machine.result(reply, time.monotonic(), latency_now=time.time()))
+
+    async def _watch(self) -> None:
+        """The stuck-final watchdog, kept by the recording itself so that it also runs while
+        the recording is parked (its client gone, within the resume window): a final no
+        answer reaches in ``S2T_JOB_TTL_S + S2T_JOB_TIMEOUT_S`` fails with ``timeout``."""
+        max_wait = self.ctx.settings.job_ttl_s + self.ctx.settings.job_timeout_s
+        while self.live:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            self.expire(time.monotonic(), max_wait)
 
     def expire(
         self,

@@ -6,8 +6,9 @@ and this router hands each message to the handler registered for that channel.
 When Redis goes away (restart, network) the router tells its state listeners
 ``reconnecting``, reconnects with capped exponential backoff, subscribes every registered
 channel again on a fresh pub/sub connection and tells them ``reconnected``. Messages
-published while it was away are lost (pub/sub keeps nothing), which is why sessions
-report their in-flight work on ``reconnected`` rather than wait for it.
+published while it was away are lost (pub/sub keeps nothing); workers retry such replies
+and the audio service queues lost jobs again (README, "Redis restarts"), so connections
+keep waiting for their work in flight.
 """
 
 from __future__ import annotations

@@ -199,15 +199,15 @@ class UtteranceMachine:
     # --- timers and outages -------------------------------------------------------------
 
     def expire(self, now: float, max_wait_s: float, code: ErrorCode, message: str) -> list[events.LiveEvent]:
-        """A final queued more than ``max_wait_s`` ago with no answer (its worker vanished)
-        becomes an error, so a stop always completes. ``max_wait_s < 0`` fails every queued
-        final now (a Redis outage may have lost their results)."""
+        """A final queued more than ``max_wait_s`` ago with no answer (its worker vanished,
+        or Redis lost it past the audio service's requeue bound) becomes an error, so a stop
+        always completes. A Redis reconnect alone fails nothing: lost jobs are queued again."""
         out: list[events.LiveEvent] = []
         for index in self.pending():
             record = self._open.get(index)
             if record is None or record.answer is not None or record.queued_at is None:
                 continue
-            if max_wait_s < 0 or (index == self._next and now - record.queued_at > max_wait_s):
+            if index == self._next and now - record.queued_at > max_wait_s:
                 error = protocol.error(code, message, utterance_id=self.utterance_id(index))
                 out += self._settle(record, _Answer(error, True), now)
         return out

@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     stream_lag_end_s: float = 20.0
     live_retry_after_s: float = 5.0  # what a refused live stream is told to wait
 
+    # Redis restarts (shared/requeue.py): the audio service keeps each final and file piece
+    # it queued, bounded, until a worker answers it, and queues it again if Redis loses it.
+    requeue_buffer_seconds: float = 3600.0  # of audio kept (16 kHz PCM: 115 MB per hour)
+    requeue_buffer_jobs: int = 5000  # jobs kept with their audio
+    #: How long a worker retries a reply it could not publish (Redis away) before the
+    #: audio service's copy is used (whisper_service/reply_publisher.py).
+    reply_retry_s: float = 30.0
+
     # Worker /metrics + /health (one port per worker process; `up` picks a free one each)
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9100  # 0: no HTTP endpoint

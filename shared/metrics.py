@@ -132,6 +132,16 @@ UTTERANCES_CUT = Counter(
     ["mode"],
     registry=AUDIO_REGISTRY,
 )
+JOBS_REQUEUED = Counter(
+    "s2t_audio_jobs_requeued",
+    "Finals and file pieces queued again from the requeue buffer after Redis lost them",
+    registry=AUDIO_REGISTRY,
+)
+REQUEUE_BUFFER_SECONDS = Gauge(
+    "s2t_audio_requeue_buffer_seconds",
+    "Seconds of audio kept in the requeue buffer (S2T_REQUEUE_BUFFER_SECONDS bounds it)",
+    registry=AUDIO_REGISTRY,
+)
 
 # --- whisper_service ---------------------------------------------------------------------
 

@@ -15,6 +15,10 @@ checked against one file (``tests/test_queue_contract.py`` pins what this one re
   orphan with :meth:`JobQueue.claim_orphan` and reads back (and deletes) the dead
   attempt with :meth:`JobQueue.take_dead_attempt`.
 - The gateway reads :func:`queue_depths_async` for ``/metrics`` and ``/api/status``.
+- Redis restarts: the audio service's :class:`JobQueue` keeps what it queued in a
+  :class:`~shared.requeue.RequeueBuffer` (an enqueue that fails while Redis is away waits
+  there); workers :func:`settle` each job they answer or skip, and
+  :meth:`JobQueue.job_states` tells the requeue pass which kept jobs Redis still holds.
 
 Why batching takes jobs off RQ's lists itself (:func:`gather`): RQ hands a worker one job
 at a time. When more jobs wait behind it, the model does more work per second if it sees
@@ -42,6 +46,7 @@ only, never audio or text.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,12 +66,22 @@ from shared import codec
 from shared.codec import MsgpackSerializer
 from shared.config import Settings
 from shared.jobs import TRANSCRIBE_FUNC, TranscriptionJob
-from shared.redis_keys import INFLIGHT_KEY, QUEUE_FINAL, QUEUE_PARTIAL, QUEUES, sync_client
+from shared.redis_keys import (
+    INFLIGHT_KEY,
+    QUEUE_FINAL,
+    QUEUE_PARTIAL,
+    QUEUES,
+    SETTLED_TTL_S,
+    settled_key,
+    sync_client,
+)
+from shared.requeue import RequeueBuffer
 
 __all__ = [
     "JOB_KEY_PATTERN",
     "InflightEntry",
     "JobQueue",
+    "JobState",
     "JobTimeout",
     "Taken",
     "claim",
@@ -75,9 +90,12 @@ __all__ = [
     "queue_depths",
     "queue_depths_async",
     "queue_key",
+    "redis_restarted_within",
     "release",
     "run_worker_loop",
+    "settle",
     "started",
+    "stop_requested",
 ]
 
 log = structlog.get_logger()
@@ -96,6 +114,8 @@ JOB_KEY_PATTERN = f"{_JOB_PREFIX}*"
 FAILURE_TTL_S = 60
 #: How long the worker loop waits at most between attempts to reach Redis again.
 REDIS_WAIT_MAX_S = 10.0
+#: What "Redis is away" raises: the requeue buffer keeps the job instead.
+REDIS_AWAY = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def queue_key(queue_name: str) -> str:
@@ -152,11 +172,24 @@ class InflightEntry:
         return TranscriptionJob.from_wire({**self.job, "pcm": b""})
 
 
+@dataclass(frozen=True)
+class JobState:
+    held: bool  # Redis has its record or a worker's claim on it
+    settled: bool  # answered, skipped or handed on (:func:`settle`)
+
+
 class JobQueue:
     """The producer's side (audio service, reaper): enqueue, backlog, orphans."""
 
-    def __init__(self, settings: Settings, connection: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        connection: redis.Redis | None = None,
+        buffer: RequeueBuffer | None = None,
+    ) -> None:
         self._settings = settings
+        self._buffer = buffer
+        self._away = False  # an enqueue found Redis away; the next answered pass clears it
         self._redis = connection if connection is not None else sync_client(settings)
         self._queues = {
             name: Queue(name, connection=self._redis, serializer=MsgpackSerializer, job_class=UncompressedJob)
@@ -167,28 +200,93 @@ class JobQueue:
     def redis(self) -> redis.Redis:
         return self._redis
 
+    @property
+    def buffer(self) -> RequeueBuffer | None:
+        return self._buffer
+
+    @property
+    def redis_away(self) -> bool:
+        """Whether Redis was away at the last try. Meanwhile enqueues go straight to the
+        buffer and callers skip Redis: each attempt on a stopped Redis costs seconds of
+        redis-py's own retries, and a live stream must not stall on them."""
+        return self._away
+
     def enqueue(self, jobs: list[TranscriptionJob], *, at_front: bool = False) -> None:
         """Enqueue every piece of a request at once, so idle workers take them in parallel.
-        ``at_front``: a retry goes before newer work (its client has waited longest)."""
+        ``at_front``: a retry goes before newer work (its client has waited longest).
+
+        With a requeue buffer, each final and file piece is kept there too, and one that
+        cannot be enqueued because Redis is away waits there rather than failing (the
+        requeue pass queues it once Redis answers); a partial then raises as without one."""
         for job in jobs:
-            queue = self._queues[QUEUE_PARTIAL if job.kind == "partial" else QUEUE_FINAL]
-            queue.enqueue_call(
-                TRANSCRIBE_FUNC,
-                args=(job.to_wire(),),
-                timeout=self._settings.job_timeout_s,
-                ttl=self._settings.job_ttl_s,  # a queued job nobody took in time expires
-                result_ttl=0,  # results go over pub/sub; keep nothing
-                failure_ttl=FAILURE_TTL_S,
-                job_id=job.job_id,
-                at_front=at_front,
-                # RQ would otherwise describe the job by the repr of its arguments: the
-                # audio. That costs milliseconds per job and puts audio bytes in logs.
-                description=f"transcribe {job.job_id}",
-            )
+            buffered = self._buffer is not None and self._buffer.wants(job)
+            try:
+                if self._away and buffered:
+                    raise redis.exceptions.ConnectionError("Redis was away at the last try")
+                self._enqueue_one(job, at_front=at_front)
+            except REDIS_AWAY:
+                if not buffered:
+                    raise
+                self._away = True
+                log.warning("enqueue_deferred", job_id=job.job_id)
+            if self._buffer is not None:
+                # After the attempt, never before: a pass meanwhile must not queue it twice.
+                self._buffer.add(job, time.monotonic())
+
+    def buffer_has_room(self, jobs: list[TranscriptionJob]) -> bool:
+        """Whether ``jobs`` would wait in the requeue buffer with their audio (Redis away)."""
+        return self._buffer is not None and self._buffer.has_room(jobs)
+
+    def check_redis(self) -> None:
+        """Clears :attr:`redis_away` once Redis answers (raises while it does not)."""
+        self._redis.ping()
+        self._away = False
+
+    def requeue(self, job: TranscriptionJob) -> None:
+        """Queue a kept job again, under the same id, before newer work."""
+        self._enqueue_one(job, at_front=True)
+
+    def _enqueue_one(self, job: TranscriptionJob, *, at_front: bool) -> None:
+        queue = self._queues[QUEUE_PARTIAL if job.kind == "partial" else QUEUE_FINAL]
+        queue.enqueue_call(
+            TRANSCRIBE_FUNC,
+            args=(job.to_wire(),),
+            timeout=self._settings.job_timeout_s,
+            ttl=self._settings.job_ttl_s,  # a queued job nobody took in time expires
+            result_ttl=0,  # results go over pub/sub; keep nothing
+            failure_ttl=FAILURE_TTL_S,
+            job_id=job.job_id,
+            at_front=at_front,
+            # RQ would otherwise describe the job by the repr of its arguments: the
+            # audio. That costs milliseconds per job and puts audio bytes in logs.
+            description=f"transcribe {job.job_id}",
+        )
+
+    def job_states(self, job_ids: list[str]) -> dict[str, JobState]:
+        """Per job: whether Redis holds it (its record, waiting or running, or a worker's
+        claim) and whether it was settled. One round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(job_key(job_id))
+            pipe.hexists(INFLIGHT_KEY, job_id)
+            pipe.exists(settled_key(job_id))
+        flags = pipe.execute()
+        self._away = False
+        return {
+            job_id: JobState(held=bool(flags[3 * i] or flags[3 * i + 1]), settled=bool(flags[3 * i + 2]))
+            for i, job_id in enumerate(job_ids)
+        }
 
     def length(self) -> int:
-        """Jobs waiting in Redis (both queues), for the ``S2T_MAX_QUEUE_LENGTH`` bound."""
-        return sum(queue_depths(self._redis).values())
+        """Jobs waiting in Redis (both queues), for the ``S2T_MAX_QUEUE_LENGTH`` bound;
+        raises at once while :attr:`redis_away`."""
+        if self._away:
+            raise redis.exceptions.ConnectionError("Redis was away at the last try")
+        try:
+            return sum(queue_depths(self._redis).values())
+        except REDIS_AWAY:
+            self._away = self._buffer is not None
+            raise
 
     def inflight_entries(self) -> list[InflightEntry]:
         """Every job a worker has claimed and not yet released; a malformed entry is dropped
@@ -267,6 +365,26 @@ def claim(client: redis.Redis, taken: Taken, worker_id: str) -> None:
     client.hset(INFLIGHT_KEY, taken.rq_id, codec.dumps(entry))
 
 
+def redis_restarted_within(client: redis.Redis, seconds: float) -> bool:
+    """Whether the Redis server started less than ``seconds`` ago: what lived only in the
+    old one (subscriptions, heartbeats) may still be on its way back. False where INFO is
+    not served (renamed away on a managed Redis, fakeredis): no grace then, as before."""
+    try:
+        uptime = client.info("server").get("uptime_in_seconds", seconds)
+    except redis.exceptions.ResponseError:
+        return False
+    return float(uptime) < seconds
+
+
+def settle(client: redis.Redis, job_id: str | None) -> None:
+    """The job needs nobody's copy any more (answered, skipped, or retried under another
+    id): the audio service's requeue buffer forgets it. Called before :func:`release`, so
+    that a kept job always has its record, its claim or this mark, and is never taken for
+    lost while it is merely finishing."""
+    if job_id is not None:
+        client.set(settled_key(job_id), 1, ex=SETTLED_TTL_S)
+
+
 def release(client: redis.Redis, taken: Taken) -> None:
     """The job is answered or skipped: drop its claim, and the record of a gathered job
     (RQ deletes the one it started itself, ``result_ttl=0``)."""
@@ -328,7 +446,18 @@ class _Worker(SimpleWorker):
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
+        _stop_requested.set()
         super().request_stop(signum, frame)
+
+
+#: Set once this process's worker was asked to shut down (see :func:`stop_requested`).
+_stop_requested = threading.Event()
+
+
+def stop_requested() -> bool:
+    """Whether this worker process was asked to shut down: waits inside a job (a reply
+    retried through a Redis outage) give up rather than hold up the shutdown."""
+    return _stop_requested.is_set()
 
 
 def _rejoin(worker: _Worker) -> None:

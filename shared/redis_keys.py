@@ -113,3 +113,13 @@ def async_client(settings: Settings, **overrides: object) -> aioredis.Redis:
     parsed = parse_sentinel_url(settings.redis_url)
     sentinels, daemon, primary = _sentinel_arguments(parsed, options)
     return AsyncSentinel(sentinels, sentinel_kwargs=daemon).master_for(parsed.service_name, **primary)
+
+
+#: A job a worker answered (or skipped, or the reaper handed on): the audio service's
+#: requeue buffer (:mod:`shared.requeue`) forgets it instead of queueing it again.
+SETTLED_KEY_PREFIX = f"{PREFIX}:settled:"
+SETTLED_TTL_S = 300
+
+
+def settled_key(job_id: str) -> str:
+    return f"{SETTLED_KEY_PREFIX}{job_id}"

@@ -25,14 +25,16 @@ from typing import Any
 import numpy as np
 import structlog
 
-from shared import metrics, protocol, queue
+from shared import codec, metrics, protocol, queue
 from shared.config import Settings
+from shared.heartbeats import worker_alive
 from shared.jobs import TranscriptionJob
 from shared.models import ModelUnavailableError, UnknownModelError, UnsupportedRequestError, check_request
 from shared.queue import JobTimeout, Taken
 from shared.stream_ledger import StreamLedger
 from whisper_service import context, filters
 from whisper_service.backends import DecodeOptions, Segment, Transcriber, Transcription
+from whisper_service.reply_publisher import publish_reply
 
 log = structlog.get_logger()
 
@@ -58,7 +60,11 @@ def _ledger(ctx: context.WorkerContext) -> StreamLedger:
 
 
 def _claim(ctx: context.WorkerContext, taken: Taken) -> None:
-    """If this process dies from now on, the reaper retries the job elsewhere."""
+    """If this process dies from now on, the reaper retries the job elsewhere. A Redis that
+    restarted empty has no heartbeat of this worker until its next beat: one goes first,
+    or the reaper would take this live worker's claim for a dead one's."""
+    if not worker_alive(ctx.redis, ctx.info.id):
+        ctx.announce()
     queue.claim(ctx.redis, taken, ctx.info.id)
 
 
@@ -87,6 +93,7 @@ def _skip(ctx: context.WorkerContext, taken: Taken) -> None:
     """Nobody wants it: a newer job exists, or the client has gone."""
     metrics.JOBS.labels(kind=taken.job.kind, outcome="skipped").inc()
     _ledger(ctx).mark_partial_done(taken.job)
+    queue.settle(ctx.redis, taken.rq_id)
     queue.release(ctx.redis, taken)
 
 
@@ -141,22 +148,30 @@ def _observe_cost(ctx: context.WorkerContext, job: TranscriptionJob, took_s: flo
 
 
 def _answer(ctx: context.WorkerContext, batch: list[Taken], replies: dict[int, dict[str, Any]]) -> None:
-    """Publish every job's reply; a failure to publish one (Redis gone) does not stop the
-    others, and is raised afterwards so that the queue records the job as failed, as it did alone."""
+    """Publish every job's reply, retried through a Redis restart
+    (:mod:`whisper_service.reply_publisher`); a reply that still cannot go out does not
+    stop the others, and is raised afterwards so that the queue records the job as
+    failed. Only a reply that went out settles its job (:func:`shared.queue.settle`):
+    one that did not is queued again by the audio service, which kept its audio."""
     failed: Exception | None = None
     for i, taken in enumerate(batch):
         job = taken.job
         reply = replies.get(i) or _error_reply(ctx, job, RuntimeError("no reply"))
+        delivered = False
         try:
             outcome = "error" if reply.get("type") == "error" else "ok"
             metrics.JOBS.labels(kind=job.kind, outcome=outcome).inc()
-            ctx.publish(job.reply_channel, {**reply, **job.routing(ctx.info.id)})
+            data = codec.dumps({**reply, **job.routing(ctx.info.id)})
+            publish_reply(ctx.redis, job.reply_channel, data, ctx.settings.reply_retry_s)
+            delivered = True
         except Exception as exc:
             log.warning("reply_failed", utterance_id=job.utterance_id, error=repr(exc)[:200])
             failed = failed or exc
         finally:
             ctx.info.jobs_done += 1
             with contextlib.suppress(Exception):  # Redis gone: the publish error is raised below
+                if delivered:
+                    queue.settle(ctx.redis, taken.rq_id)
                 queue.release(ctx.redis, taken)
                 _ledger(ctx).mark_partial_done(job)
     if failed is not None:
