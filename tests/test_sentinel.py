@@ -283,11 +283,6 @@ def test_a_piece_a_worker_holds_during_the_failover_is_answered(topology: Topolo
         stop_stack(stack)
 
 
-@pytest.mark.xfail(
-    reason="audio_service/app.py decode_file lets the Redis error of its enqueue escape: HTTP 500, "
-    "and the gateway answers internal_error 'The audio service failed' (part 2 of issue 16 owns it)",
-    strict=False,  # the kill can also land after the enqueue, and then the file is answered well
-)
 def test_a_file_being_queued_during_the_failover_is_answered(topology: Topology) -> None:
     stack = start_stack(topology.url, workers=1)
     try:
@@ -301,12 +296,6 @@ def test_a_file_being_queued_during_the_failover_is_answered(topology: Topology)
         stop_stack(stack)
 
 
-@pytest.mark.xfail(
-    reason="audio_service/streams.py: the Redis error of a live utterance's enqueue (ledger.supersede, "
-    "queue.enqueue) ends the stream's PCM pump; nothing more is transcribed and the client hears of it "
-    "only at stop_recording, as audio_service_unavailable (part 2 of issue 16 owns it)",
-    strict=False,
-)
 def test_a_live_stream_carries_on_across_the_failover(topology: Topology) -> None:
     """The recording goes on through the failover: utterances spoken after it are
     transcribed, and one in flight at the kill may only get ``redis_unavailable``."""
