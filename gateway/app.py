@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         client = async_client(settings)
         router = ReplyRouter(client)
         await router.start()
-        audio = AudioServiceClient(settings.audio_service_url)
+        audio = AudioServiceClient(settings.audio_service_url, retry_s=settings.audio_service_retry_s)
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
         sessions = LiveSessions(settings.resume_window_s, api_key)
         admission = LiveAdmission(client, settings)

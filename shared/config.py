@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     audio_service_url: str = "http://127.0.0.1:8001"
+    #: How long the gateway keeps sending a file again to an audio service whose connection
+    #: failed (refused, or dropped before it answered: a restart); 0: once only.
+    audio_service_retry_s: float = 20.0
     audio_port: int = 8001
     api_key: SecretStr | None = None
     allowed_origins: str = ""

@@ -63,3 +63,24 @@ def test_audio_service_killed_mid_stream(services: Services) -> None:
         result = stream_live(ws, chunks, speed=4.0, timeout=60)
         text = " ".join(m["transcript"] for m in finals(result.messages))
         assert wer(manifest()["jfk"]["reference"], text) < 0.3, result.messages
+
+
+def test_audio_service_killed_while_decoding_a_file(services: Services) -> None:
+    """The gateway sends the file again once the audio service is back (gateway/audio_client.py):
+    the client gets its transcript, each piece once, and no error."""
+    from tests.helpers import collect_until_complete, fixture_bytes, joined_text, process_audio_message
+
+    with connect(services.ws_url, max_size=None) as ws:
+        audio = fixture_bytes("osr_us_000_0034")
+        send_json(ws, process_audio_message(audio, language="en", request_id="f1"))
+        assert recv_json(ws, timeout=30)["message"] == "Processing audio"  # the gateway posts it now
+        assert services.audio is not None
+        services.audio.send_signal(signal.SIGKILL)
+        services.audio.wait(10)
+        services.start_audio()
+        messages = collect_until_complete(ws, "f1", timeout=120)
+    errors = [m for m in messages if m.get("type") == "error"]
+    assert not errors, messages
+    ids = [m["utterance_id"] for m in finals(messages)]
+    assert len(ids) == len(set(ids)), ids
+    assert wer(manifest()["osr_us_000_0034"]["reference"], joined_text(messages)) <= 0.1, messages
