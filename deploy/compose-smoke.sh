@@ -68,6 +68,7 @@ cleanup() {
         say "tearing down"
         "${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
     fi
+    rm -rf "/dev/shm/$PROJECT-redis"
     if [ -n "$STARTED_DOCKERD" ]; then
         kill "$STARTED_DOCKERD" 2>/dev/null || true
         wait "$STARTED_DOCKERD" 2>/dev/null || true
@@ -108,6 +109,7 @@ rm -f deploy/wheelhouse/whisper_appliance-*.whl  # the image builds /src; a fres
 # --- 4. build, up, transcribe, scrape --------------------------------------------------------
 export S2T_BASE_IMAGE="$BASE_IMAGE" S2T_PIP_OPTIONS="--no-index --find-links /wheelhouse"
 export S2T_IMAGE=whisper-appliance:smoke S2T_CPU_THREADS=1
+export S2T_REDIS_DATA="/dev/shm/$PROJECT-redis"  # its own, emptied by the teardown
 S2T_PUBLISH_PORT=$(free_port); S2T_PROMETHEUS_PORT=$(free_port)
 export S2T_PUBLISH_PORT S2T_PROMETHEUS_PORT
 SERVICES=(redis audio whisper gateway prometheus)
