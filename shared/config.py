@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     rate_limit_grace: int = 20  # refusals within a minute before the connection is closed (1008)
     max_queue_length: int = 1000  # jobs waiting in Redis; beyond it new files get ``busy`` (429)
 
+    # WhisperLive's clients connect to ws://host:9090 by default; a port here makes the
+    # gateway listen on it too (the same app: WhisperLive's protocol at "/"). 0: off.
+    whisperlive_port: int = 0
+
     # Worker /metrics + /health (one port per worker process; `up` picks a free one each)
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9100  # 0: no HTTP endpoint

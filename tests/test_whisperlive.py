@@ -18,8 +18,9 @@ import pytest
 import websockets
 
 from tests.client_venvs import whisperlive_python
-from tests.conftest import Stack
+from tests.conftest import Stack, private_redis, start_stack, stop_stack
 from tests.helpers import ffmpeg_convert, fixture_bytes, manifest, wer
+from whisper_appliance.embedded_redis import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,8 @@ def run_client(
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    lines = done.stdout.strip().splitlines()
+    return {**json.loads(lines[-1]), "printed": "\n".join(lines[:-1])}
 
 
 def settled(result: dict[str, Any]) -> str:
@@ -96,3 +98,21 @@ def test_whisperlive_client_told_why_it_is_refused(stack: Stack, tmp_path: Path)
     """tiny.en cannot transcribe German: the client gets ``status: ERROR`` and stops."""
     result = run_client(stack, tmp_path, lang="de", seconds=1.0)
     assert result["server_error"] is True and result["transcript"] == []
+    # What the client prints for a server's ERROR (not a socket that failed to open).
+    assert "Message from Server: unsupported_language" in result["printed"], result
+
+
+def test_whisperlive_port_setting_serves_its_clients_on_their_own_port(tmp_path: Path) -> None:
+    """``S2T_WHISPERLIVE_PORT`` (WhisperLive's clients default to 9090): the gateway also
+    listens there, and WhisperLive's client gets its protocol's answers on it."""
+    port = free_port()
+    with private_redis() as url:
+        running = start_stack(url, workers=1, extra_env={"S2T_WHISPERLIVE_PORT": str(port)}, quiet=True)
+        try:
+            at_port = Stack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", running.process, url)
+            refused = run_client(at_port, tmp_path, lang="de", seconds=1.0)
+            # WhisperLive's refusal (ERROR, German for tiny.en) came from the handler at "/".
+            assert refused["server_error"] is True and refused["transcript"] == []
+            assert "Message from Server: unsupported_language" in refused["printed"], refused
+        finally:
+            stop_stack(running)
