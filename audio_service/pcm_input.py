@@ -55,8 +55,6 @@ def _alaw_table() -> np.ndarray:
 
 
 G711_TABLES = {G711_ULAW: _ulaw_table(), G711_ALAW: _alaw_table()}
-#: Bytes per sample of each raw sample type.
-SAMPLE_BYTES = {"pcm16": 2, "f32": 4, G711_ULAW: 1, G711_ALAW: 1}
 
 
 class RawToPcm:
@@ -70,7 +68,7 @@ class RawToPcm:
             raise ValueError(f"unknown raw format {fmt!r}")
         self.format = fmt
         self.spec = spec
-        self._frame_bytes = SAMPLE_BYTES[spec.sample] * spec.channels
+        self._frame_bytes = spec.frame_bytes
         self._leftover = b""
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
 

@@ -38,6 +38,15 @@ class RawSpec:
     rate: int
     channels: int = 1
 
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one sample of every channel."""
+        return {"pcm16": 2, "f32": 4}.get(self.sample, 1) * self.channels
+
+    def seconds(self, size: int) -> float:
+        """How long ``size`` bytes of this format play."""
+        return size / (self.frame_bytes * self.rate)
+
 
 _RAW_NAME = re.compile(r"^(pcm16|f32|g711_ulaw|g711_alaw)(?:_(\d{4,6}))?(?:_(\d)ch)?$")
 #: The rate a name without one means: OpenAI Realtime's names above.

@@ -168,6 +168,11 @@ def test_deepgram_renderer_interim_then_final_windows() -> None:
     assert after["start"] == 3.0 and after["from_finalize"] is True and after["speech_final"] is False
     stopped = r.render(events.RecordingStopped("tiny.en", 2))
     assert stopped[0]["type"] == "Metadata" and stopped[0]["duration"] == 4.0
+    pcm = DeepgramRenderer(
+        parse_options({"encoding": "linear16", "sample_rate": "8000"}, live=True), "tiny.en"
+    )
+    pcm.fed(bytes(8000 * 2 * 3))  # 3 s of audio, no final yet
+    assert pcm.metadata()["duration"] == 3.0
 
 
 def test_deepgram_renderer_without_interim_results_or_vad_events_says_less() -> None:

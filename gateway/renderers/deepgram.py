@@ -25,6 +25,7 @@ from gateway import events
 from gateway.deepgram import words
 from gateway.deepgram.errors import error_frame
 from gateway.deepgram.options import ListenOptions
+from shared.audio_format import parse_raw_format
 from shared.errors import ErrorCode
 
 #: Our channel of Deepgram's ``[index, count]``: one channel (multichannel is mixed down).
@@ -124,6 +125,11 @@ class DeepgramRenderer:
             results["from_finalize"] = True
         return results
 
+    def _audio_seconds(self) -> float:
+        """The audio's length when its format says it (raw PCM); else up to the last final."""
+        spec = parse_raw_format(self.options.format)
+        return spec.seconds(self.audio_bytes) if spec is not None else 0.0
+
     def metadata(self) -> dict[str, Any]:
         """What Deepgram sends once the stream is done, before it closes."""
         model_uuid, info = model_info(self.model)
@@ -133,7 +139,7 @@ class DeepgramRenderer:
             "request_id": self.request_id,
             "sha256": self._sha256.hexdigest(),
             "created": self._started_at,
-            "duration": round(self._last_end, 3),
+            "duration": round(max(self._last_end, self._audio_seconds()), 3),
             "channels": self.options.channels,
             "models": [model_uuid],
             "model_info": {model_uuid: info},
