@@ -351,3 +351,39 @@ def test_whisperlive_busy_admission_is_wait_in_minutes_and_other_refusals_are_er
     conn = FakeConnection(ProtocolError(ErrorCode.AUDIO_SERVICE_UNAVAILABLE, "away"))
     asyncio.run(WhisperLiveProtocol(conn).on_text('{"uid": "u-2"}'))  # type: ignore[arg-type]
     assert conn.pushed == [{"uid": "u-2", "status": "ERROR", "message": "audio_service_unavailable: away"}]
+
+
+def test_deepgram_sdks_key_placements_pass_the_api_key_check() -> None:
+    """``Authorization: Token <key>`` (the SDKs' header) and ``Sec-WebSocket-Protocol:
+    token, <key>`` (Deepgram's browser form) open ``/v1/listen``; a wrong key does not."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route, WebSocketRoute
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    from gateway.auth import APIKeyMiddleware
+
+    async def listen(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def listen_ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("ok")
+        await websocket.close()
+
+    app = Starlette(
+        routes=[Route("/v1/listen", listen, methods=["POST"]), WebSocketRoute("/v1/listen", listen_ws)]
+    )
+    client = TestClient(APIKeyMiddleware(app, api_key="k-1"))
+    assert client.post("/v1/listen", headers={"Authorization": "Token k-1"}).status_code == 200
+    assert client.post("/v1/listen", headers={"Authorization": "Token nope"}).status_code == 401
+    with client.websocket_connect("/v1/listen", headers={"Authorization": "Token k-1"}) as ws:
+        assert ws.receive_text() == "ok"
+    with client.websocket_connect("/v1/listen", subprotocols=["token", "k-1"]) as ws:
+        assert ws.receive_text() == "ok" and ws.accepted_subprotocol == "token"  # never the key
+    with (
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect("/v1/listen", subprotocols=["token", "x"]),
+    ):
+        pass
