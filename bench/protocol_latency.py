@@ -2,15 +2,15 @@
 browser protocol), ``/v1/listen`` (Deepgram, through the official ``deepgram-sdk``) and
 ``/`` (WhisperLive's protocol, with the messages its Python client sends: options, float32
 frames, ``END_OF_AUDIO``). Every protocol streams jfk (11 s) plus 1.5 s of silence as
-16 kHz PCM in real time (100 ms frames), one session at a time, ``--rounds`` times each,
-against ``whisper-appliance up`` (2 workers by default).
+16 kHz PCM in real time (100 ms frames), ``--streams`` sessions at once (1 by default), ``--rounds`` times
+each, against ``whisper-appliance up`` (2 workers by default).
 
 Printed per protocol: final latency (a final's arrival minus the moment the audio at the
 utterance's end was sent; median and max over all finals), first text (first partial's
 arrival after the first frame), and the WER of the settled text. The protocols share
 the live path, so differences are their renderers' and clients' own.
 
-    .venv/bin/python -m bench.protocol_latency [--rounds 3] [--workers 2] [--server http://…]
+    .venv/bin/python -m bench.protocol_latency [--rounds 3] [--streams 1,4] [--workers 2] [--server http://…]
 """
 
 from __future__ import annotations
@@ -169,15 +169,22 @@ PROTOCOLS: dict[str, Callable[[str, bytes], Awaitable[Session]]] = {
 }
 
 
-def measure(base: str, rounds: int) -> list[dict[str, Any]]:
+async def together(
+    run: Callable[[str, bytes], Awaitable[Session]], base: str, data: bytes, n: int
+) -> list[Session]:
+    return list(await asyncio.gather(*(run(base, data) for _ in range(n))))
+
+
+def measure(base: str, rounds: int, streams: list[int]) -> list[dict[str, Any]]:
     data, reference = pcm(), manifest()["jfk"]["reference"]
     rows = []
-    for name, run in PROTOCOLS.items():
-        sessions = [asyncio.run(run(base, data)) for _ in range(rounds)]
+    for n, (name, run) in ((n, p) for n in streams for p in PROTOCOLS.items()):
+        sessions = [s for _ in range(rounds) for s in asyncio.run(together(run, base, data, n))]
         latencies = [x for s in sessions for x in s.latencies()]
         rows.append(
             {
                 "protocol": name,
+                "streams": n,
                 "finals": len(latencies),
                 "final_p50_s": round(statistics.median(latencies), 3),
                 "final_max_s": round(max(latencies), 3),
@@ -191,20 +198,23 @@ def measure(base: str, rounds: int) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--streams", default="1", help="concurrent sessions, comma-separated (default 1)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--server", help="base URL of a running service (default: start one)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
+    streams = [int(n) for n in args.streams.split(",")]
     if args.server:
-        rows = measure(args.server.rstrip("/"), args.rounds)
+        rows = measure(args.server.rstrip("/"), args.rounds, streams)
     else:
         with running_stack(workers=args.workers) as running:
-            rows = measure(running.base_url, args.rounds)
+            rows = measure(running.base_url, args.rounds, streams)
     print(machine())
     print_table(
         rows,
         [
             ("protocol", "protocol", 28),
+            ("streams", "streams", 9),
             ("finals", "finals", 8),
             ("final p50 s", "final_p50_s", 13),
             ("final max s", "final_max_s", 13),
@@ -212,7 +222,7 @@ def main() -> None:
             ("WER", "wer", 7),
         ],
     )
-    write_report(args.json, rows, rounds=args.rounds, workers=args.workers)
+    write_report(args.json, rows, rounds=args.rounds, workers=args.workers, streams=streams)
 
 
 if __name__ == "__main__":
