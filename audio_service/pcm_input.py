@@ -21,7 +21,15 @@ import av
 import numpy as np
 
 # The internal stream ``format`` names (the gateway maps OpenAI's names onto these).
-from shared.audio_format import G711_ALAW, G711_ULAW, PCM16_24K, RAW_FORMATS, SAMPLE_RATE
+from shared.audio_format import (
+    G711_ALAW,
+    G711_ULAW,
+    PCM16_24K,
+    RAW_FORMATS,
+    SAMPLE_RATE,
+    is_raw_format,
+    parse_raw_format,
+)
 from shared.stream_protocol import Clear, Commit, Configure
 
 __all__ = ["G711_ALAW", "G711_ULAW", "PCM16_24K", "RAW_FORMATS", "PcmDecoder", "RawToPcm", "StreamControl"]
@@ -47,35 +55,49 @@ def _alaw_table() -> np.ndarray:
 
 
 G711_TABLES = {G711_ULAW: _ulaw_table(), G711_ALAW: _alaw_table()}
-INPUT_RATES = {PCM16_24K: 24000, G711_ULAW: 8000, G711_ALAW: 8000}
 
 
 class RawToPcm:
-    """Bytes of one raw format in, 16 kHz int16 samples out, carrying state across chunks
-    (an odd trailing byte of PCM16, the resampler's filter)."""
+    """Bytes of one raw format in, 16 kHz int16 mono samples out, carrying state across
+    chunks (a partial trailing sample frame, the resampler's filter). Any rate and channel
+    count :func:`shared.audio_format.parse_raw_format` accepts; channels are mixed down."""
 
     def __init__(self, fmt: str) -> None:
-        if fmt not in RAW_FORMATS:
+        spec = parse_raw_format(fmt)
+        if spec is None:
             raise ValueError(f"unknown raw format {fmt!r}")
         self.format = fmt
+        self.spec = spec
+        self._frame_bytes = spec.frame_bytes
         self._leftover = b""
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
 
     def convert(self, data: bytes) -> np.ndarray:
-        if self.format == PCM16_24K:
-            data = self._leftover + data
-            cut = len(data) - len(data) % 2
-            self._leftover = data[cut:]
-            samples = np.frombuffer(data[:cut], dtype="<i2")
-        else:
-            samples = G711_TABLES[self.format][np.frombuffer(data, dtype=np.uint8)]
+        data = self._leftover + data
+        cut = len(data) - len(data) % self._frame_bytes
+        self._leftover = data[cut:]
+        samples = self._samples(data[:cut])
         if samples.size == 0:
             return np.zeros(0, dtype=np.int16)
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
         )
-        frame.sample_rate = INPUT_RATES[self.format]
+        frame.sample_rate = self.spec.rate
         return self._collect(self._resampler.resample(frame))
+
+    def _samples(self, data: bytes) -> np.ndarray:
+        """Whole sample frames as int16 mono at the input rate."""
+        sample = self.spec.sample
+        if sample == "pcm16":
+            samples = np.frombuffer(data, dtype="<i2")
+        elif sample == "f32":
+            floats = np.nan_to_num(np.frombuffer(data, dtype="<f4"), nan=0.0, posinf=1.0, neginf=-1.0)
+            samples = (np.clip(floats, -1.0, 1.0) * 32767.0).astype(np.int16)
+        else:
+            samples = G711_TABLES[sample][np.frombuffer(data, dtype=np.uint8)]
+        if self.spec.channels > 1:
+            samples = samples.reshape(-1, self.spec.channels).mean(axis=1).astype(np.int16)
+        return samples
 
     def finish(self) -> np.ndarray:
         """The samples still inside the resampler's filter (a few ms) at the end of input."""
@@ -116,7 +138,7 @@ class PcmDecoder:
         bytes fed after it (the old format's filter tail is flushed first)."""
         if isinstance(control, Configure) and "format" in control.model_fields_set:
             fmt = control.format
-            if fmt is not None and fmt in RAW_FORMATS and fmt != self._converter.format:
+            if is_raw_format(fmt) and fmt is not None and fmt != self._converter.format:
                 self._put(self._converter.finish())
                 self._converter = RawToPcm(fmt)
         self._queue.put_nowait(control)

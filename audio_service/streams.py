@@ -28,7 +28,7 @@ from audio_service.pcm_input import PcmDecoder, StreamControl
 from audio_service.segmenter import Event, Segmenter, SegmenterOptions, SpeechEvent, Utterance
 from audio_service.stream_decoder import StreamDecoder
 from shared import metrics
-from shared.audio_format import RAW_FORMATS, SAMPLE_RATE
+from shared.audio_format import SAMPLE_RATE, is_raw_format
 from shared.config import Settings
 from shared.jobs import TranscriptionJob, live_utterance_id
 from shared.queue import REDIS_AWAY, JobQueue
@@ -105,7 +105,7 @@ class LiveStream:
 
     async def run(self) -> None:
         decoder: StreamDecoder | PcmDecoder
-        if self.format in RAW_FORMATS:
+        if is_raw_format(self.format):
             decoder = await PcmDecoder.start(str(self.format))
         else:
             decoder = await StreamDecoder.start(self.format)

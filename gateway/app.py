@@ -16,11 +16,14 @@ from gateway.admission import LiveAdmission
 from gateway.audio_client import AudioServiceClient
 from gateway.auth import APIKeyMiddleware
 from gateway.context import GatewayContext
+from gateway.deepgram.live import listen_websocket
+from gateway.deepgram.prerecorded import listen_prerecorded
 from gateway.live_sessions import LiveSessions
 from gateway.openai_api import OpenAIAudioAPI
 from gateway.openai_errors import http_exception_handler
 from gateway.realtime.session import realtime_endpoint
 from gateway.replies import ReplyRouter
+from gateway.whisperlive.session import whisperlive_endpoint
 from gateway.ws import websocket_endpoint
 from shared.config import Settings, get_settings
 from shared.redis_keys import async_client
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/", routes.index),
+            WebSocketRoute("/", whisperlive_endpoint),  # WhisperLive's clients open ws://host:port
             Route("/demo", routes.demo),
             Mount("/static", StaticFiles(packages=[("gateway", "static")]), name="static"),
             Route("/health", routes.health),
@@ -69,6 +73,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/api/load-model", routes.api_load_model, methods=["POST"]),
             WebSocketRoute("/ws", websocket_endpoint),
             WebSocketRoute("/v1/realtime", realtime_endpoint),
+            WebSocketRoute("/v1/listen", listen_websocket),  # Deepgram live
+            Route("/v1/listen", listen_prerecorded, methods=["POST"]),  # Deepgram pre-recorded
             *OpenAIAudioAPI().routes(),
         ],
         middleware=_auth_middleware(settings),

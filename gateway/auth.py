@@ -1,13 +1,14 @@
 """API key check for ``/v1/*``, ``/api/*`` and ``/ws`` when ``S2T_API_KEY`` is set.
 
-HTTP clients send ``Authorization: Bearer <key>`` (what OpenAI's SDK sends), and may on
-WebSockets too. Browsers cannot set headers on a WebSocket, so WebSockets also take
-``?api_key=<key>`` or an entry in ``Sec-WebSocket-Protocol``
-(``new WebSocket(url, ["whisper-appliance", "bearer.<key>"])``);
+HTTP clients send ``Authorization: Bearer <key>`` (what OpenAI's SDK sends) or ``Token
+<key>`` (what Deepgram's SDKs send), and may on WebSockets too. Browsers cannot set
+headers on a WebSocket, so WebSockets also take ``?api_key=<key>`` or an entry in
+``Sec-WebSocket-Protocol`` (``new WebSocket(url, ["whisper-appliance", "bearer.<key>"])``);
 the handshake then answers with the first non-secret subprotocol offered, as browsers
 require an answer when they offered one. Keys are compared with
 :func:`hmac.compare_digest`, so timing does not reveal how much of a guess was right.
-``/``, ``/health`` and ``/metrics`` stay open for pages and probes.
+``/``, ``/health`` and ``/metrics`` stay open for pages and probes; ``/`` as a WebSocket
+(WhisperLive's protocol) is protected like ``/ws``.
 
 A pure ASGI middleware (not Starlette's BaseHTTPMiddleware) so streamed responses and
 WebSockets pass through untouched.
@@ -25,13 +26,19 @@ from shared.errors import ErrorCode, close_code
 
 PROTECTED_PREFIXES = ("/v1/", "/api/")
 PROTECTED_PATHS = ("/v1", "/api", "/ws")
+#: ``Authorization`` schemes that carry the key: OpenAI's SDK sends ``Bearer``, Deepgram's ``Token``.
+TOKEN_SCHEMES = ("bearer", "token")
+#: WebSocket-only paths: ``/`` is the landing page on HTTP and WhisperLive's protocol on WebSockets.
+PROTECTED_WEBSOCKET_PATHS = ("/",)
 #: Subprotocol entries that carry the key: ``bearer.<key>`` or the bare key.
 SUBPROTOCOL_PREFIX = "bearer."
 #: Close code for a refused WebSocket handshake (policy violation; the server answers 403).
 CLOSE_POLICY_VIOLATION = close_code(ErrorCode.INVALID_API_KEY)
 
 
-def protected(path: str) -> bool:
+def protected(path: str, kind: str = "http") -> bool:
+    if kind == "websocket" and path in PROTECTED_WEBSOCKET_PATHS:
+        return True
     return path in PROTECTED_PATHS or path.startswith(PROTECTED_PREFIXES)
 
 
@@ -45,7 +52,7 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name.lower() == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
+            return token.strip() if scheme.lower() in TOKEN_SCHEMES else None
     return None
 
 
@@ -68,7 +75,7 @@ class APIKeyMiddleware:
         self.key = api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not protected(scope["path"]):
+        if scope["type"] not in ("http", "websocket") or not protected(scope["path"], scope["type"]):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "http":

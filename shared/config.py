@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     #: audio service's copy is used (whisper_service/reply_publisher.py).
     reply_retry_s: float = 30.0
 
+    # WhisperLive's clients connect to ws://host:9090 by default; a port here makes the
+    # gateway listen on it too (the same app: WhisperLive's protocol at "/"). 0: off.
+    whisperlive_port: int = 0
+
     # Worker /metrics + /health (one port per worker process; `up` picks a free one each)
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9100  # 0: no HTTP endpoint

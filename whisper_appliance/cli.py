@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
         log = configure_logging(settings, "gateway")
         log_settings(log, settings, public=True)
-        uvicorn.run(
+        config = uvicorn.Config(
             create_app(settings),
             host=args.host,
             port=args.port,
@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             log_level="warning",
             access_log=False,
         )
+        # WhisperLive's clients expect port 9090: S2T_WHISPERLIVE_PORT adds a listener there.
+        ports = [args.port] + ([settings.whisperlive_port] if settings.whisperlive_port else [])
+        sockets = [uvicorn.Config(config.app, host=args.host, port=port).bind_socket() for port in ports]
+        uvicorn.Server(config).run(sockets=sockets)
     else:
         from audio_service.app import create_app as create_audio_app
 
