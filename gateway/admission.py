@@ -15,7 +15,9 @@ import contextlib
 import time
 
 import redis.asyncio as aioredis
+import redis.exceptions
 import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared import admission, metrics
 from shared.capacity import Capacity, JobCosts, admission_limit, pool_capacity
@@ -24,6 +26,11 @@ from shared.heartbeats import live_workers
 from shared.protocol import ErrorCode, ProtocolError
 
 log = structlog.get_logger()
+
+#: How long a decision may wait for Redis: the first command after a Redis restart meets a
+#: connection the server has dropped, and the next one, on a new connection, succeeds.
+DECIDE_RETRY_S = 1.5
+STALE_CONNECTION = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 async def current_capacity(client: aioredis.Redis, settings: Settings) -> Capacity:
@@ -49,9 +56,18 @@ class LiveAdmission:
         """Admit a new live stream or raise ``busy``: at once, whatever the reason."""
         retry = self.settings.live_retry_after_s
         try:
-            capacity = await current_capacity(self.redis, self.settings)
-            limit = admission_limit(capacity, self.settings.max_live_streams)
-            decision = await admission.admit(self.redis, stream_id, limit.streams)
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(
+                    (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+                ),
+                stop=stop_after_delay(DECIDE_RETRY_S),
+                wait=wait_exponential(multiplier=0.1, max=0.5),
+                reraise=True,
+            ):
+                with attempt:
+                    capacity = await current_capacity(self.redis, self.settings)
+                    limit = admission_limit(capacity, self.settings.max_live_streams)
+                    decision = await admission.admit(self.redis, stream_id, limit.streams)
         except Exception as exc:  # Redis away: nobody can tell whether the pool has room
             metrics.LIVE_REFUSALS.labels(reason="redis_unavailable").inc()
             log.warning("live_admission_failed", error=repr(exc)[:200])
