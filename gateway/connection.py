@@ -81,6 +81,7 @@ class Connection:
         self.recording: Recording | None = None
         self.live_session: LiveSession | None = None
         self._dropped = False  # the connection was lost rather than closed by the client
+        self._redis_recovering_until = 0.0  # monotonic time; see _on_redis_state
         self._tasks: set[asyncio.Task[None]] = set()
         self.lag_watch = LagWatch(ctx.settings.max_stream_lag_s, ctx.settings.stream_lag_end_s)
         self.limiter = RateLimiter(ctx.settings.rate_limit_per_minute, ctx.settings.rate_limit_grace)
@@ -278,7 +279,12 @@ class Connection:
         keeps waiting: the audio service queues again each job Redis lost and workers
         retry replies they could not publish (README, "Redis restarts"); the files' and
         the recording's watchdogs stay the backstop."""
-        self.emit(events.RedisState(state == "reconnected"))
+        connected = state == "reconnected"
+        self.emit(events.RedisState(connected))
+        # Until then the lag watchdog does not end a stream (gateway/lag_watchdog.py).
+        self._redis_recovering_until = (
+            time.monotonic() + self.settings.stream_lag_end_s if connected else float("inf")
+        )
 
     async def _watch_recording(self) -> None:
         """The lag watchdog, every second (the stuck-final watchdog is the recording's own:
@@ -293,7 +299,9 @@ class Connection:
         now = time.monotonic()
         lag = recording.lag(now)
         metrics.LIVE_STREAM_LAG.observe(lag)
-        verdict = self.lag_watch.check(lag, recording.pace(now))
+        verdict = self.lag_watch.check(
+            lag, recording.pace(now), recovering=now < self._redis_recovering_until
+        )
         if verdict is LagVerdict.DEGRADED:
             metrics.LIVE_LAGGING.labels(outcome="degraded").inc()
             log.warning("stream_lagging", stream_id=recording.stream_id, lag_s=round(lag, 2))

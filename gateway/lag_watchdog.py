@@ -7,7 +7,10 @@ by the audio service and workers under the same load). Past ``S2T_STREAM_LAG_END
 cannot keep up and ends with ``stream_lagging``, rather than queue without bound; but only
 a stream fed at about real time: a client that sends its audio faster (a recording
 uploaded through the live path, or the gap after a resume) builds that backlog on purpose
-and is only reported.
+and is only reported. Nor is a stream ended while the pool recovers from a Redis restart
+(away, or back for less than ``S2T_STREAM_LAG_END_S``): its finals are being queued again
+from the audio service's buffer (README, "Redis restarts"), so the lag is the outage's,
+not the stream's, and it shrinks on its own.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ class LagWatch:
     end_lag_s: float
     behind: bool = False
 
-    def check(self, lag_s: float, pace: float = 1.0) -> LagVerdict:
-        """``pace``: the stream's audio seconds so far per wall second since it started."""
+    def check(self, lag_s: float, pace: float = 1.0, *, recovering: bool = False) -> LagVerdict:
+        """``pace``: the stream's audio seconds so far per wall second since it started;
+        ``recovering``: Redis is away or came back lately."""
         if self.max_lag_s <= 0:
             return LagVerdict.OK
-        if lag_s > max(self.end_lag_s, self.max_lag_s) and pace <= REAL_TIME_PACE:
+        if lag_s > max(self.end_lag_s, self.max_lag_s) and pace <= REAL_TIME_PACE and not recovering:
             return LagVerdict.END
         was, self.behind = self.behind, lag_s > self.max_lag_s
         return LagVerdict.DEGRADED if self.behind and not was else LagVerdict.OK

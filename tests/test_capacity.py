@@ -157,3 +157,10 @@ def test_abandon_answers_every_queued_final_once_then_stops() -> None:
     assert kinds == ["UtteranceFailed", "UtteranceFailed", "RecordingFailed", "RecordingStopped"]
     assert all(getattr(e, "code", "stream_lagging") == "stream_lagging" for e in out[:3])
     assert m.result(_final(0, 1, "late"), 18.0) == [] and m.abandon(18.0, ErrorCode.STREAM_LAGGING, "x") == []
+
+
+def test_lag_watch_never_ends_a_stream_while_redis_recovers() -> None:
+    watch = LagWatch(max_lag_s=3.0, end_lag_s=6.0)
+    assert watch.check(10.0, recovering=True) is LagVerdict.DEGRADED  # told, counted, not ended
+    assert watch.check(10.0, recovering=True) is LagVerdict.OK
+    assert watch.check(10.0) is LagVerdict.END  # recovered, and still this far behind
