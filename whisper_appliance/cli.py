@@ -74,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         # WhisperLive's clients expect port 9090: S2T_WHISPERLIVE_PORT adds a listener there.
         ports = [args.port] + ([settings.whisperlive_port] if settings.whisperlive_port else [])
-        sockets = [uvicorn.Config(config.app, host=args.host, port=port).bind_socket() for port in ports]
+        # log_config=None: a second Config must not put uvicorn's own (non-JSON, INFO) logging back.
+        sockets = [
+            uvicorn.Config(config.app, host=args.host, port=port, log_config=None).bind_socket()
+            for port in ports
+        ]
         uvicorn.Server(config).run(sockets=sockets)
     else:
         from audio_service.app import create_app as create_audio_app
