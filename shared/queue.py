@@ -87,6 +87,7 @@ __all__ = [
     "claim",
     "gather",
     "job_key",
+    "note_redis_server",
     "queue_depths",
     "queue_depths_async",
     "queue_key",
@@ -365,15 +366,54 @@ def claim(client: redis.Redis, taken: Taken, worker_id: str) -> None:
     client.hset(INFLIGHT_KEY, taken.rq_id, codec.dumps(entry))
 
 
+class ServerWatch:
+    """Which Redis server (by ``run_id``) this process talks to, and since when.
+
+    A restart shows in the server's uptime, but a Sentinel failover does not: the replica
+    promoted to primary has been up all along, yet it holds none of the old primary's
+    subscriptions. So a server first seen after another one counts as new from the moment
+    this process first saw it. The first server a process sees is not new (it was there
+    before the process); the worker's heartbeat notes it every beat, so a failover is
+    noticed by whichever call (beat or reply) meets the new primary first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: str | None = None
+        self._since = float("-inf")  # monotonic time this process first saw ``_current``
+
+    def seen(self, run_id: str, now: float) -> float:
+        """Note ``run_id``; how long ago (monotonic seconds) this process first saw it."""
+        with self._lock:
+            if run_id != self._current:
+                self._since = now if self._current is not None else float("-inf")
+                self._current = run_id
+            return now - self._since
+
+
+SERVER_WATCH = ServerWatch()
+
+
+def note_redis_server(client: redis.Redis) -> None:
+    """Record which server answers now (see :class:`ServerWatch`); never raises."""
+    with contextlib.suppress(redis.exceptions.RedisError):
+        if run_id := client.info("server").get("run_id"):
+            SERVER_WATCH.seen(str(run_id), time.monotonic())
+
+
 def redis_restarted_within(client: redis.Redis, seconds: float) -> bool:
-    """Whether the Redis server started less than ``seconds`` ago: what lived only in the
-    old one (subscriptions, heartbeats) may still be on its way back. False where INFO is
-    not served (renamed away on a managed Redis, fakeredis): no grace then, as before."""
+    """Whether the Redis server started, or became the one this process talks to (a
+    Sentinel failover), less than ``seconds`` ago: what lived only in the old one
+    (subscriptions, heartbeats) may still be on its way back. False where INFO is not
+    served (renamed away on a managed Redis, fakeredis): no grace then, as before."""
     try:
-        uptime = client.info("server").get("uptime_in_seconds", seconds)
+        info = client.info("server")
     except redis.exceptions.ResponseError:
         return False
-    return float(uptime) < seconds
+    if float(info.get("uptime_in_seconds", seconds)) < seconds:
+        return True
+    run_id = info.get("run_id")
+    return run_id is not None and SERVER_WATCH.seen(str(run_id), time.monotonic()) < seconds
 
 
 def settle(client: redis.Redis, job_id: str | None) -> None:

@@ -274,3 +274,16 @@ def test_a_parked_recordings_stuck_final_still_times_out(monkeypatch: pytest.Mon
 
     journal = asyncio.run(run())
     assert [(type(e).__name__, getattr(e, "code", None)) for e in journal] == [("UtteranceFailed", "timeout")]
+
+
+def test_a_promoted_primary_counts_as_new_from_when_it_was_first_seen() -> None:
+    """A Sentinel failover keeps the uptime of the promoted replica, so the worker's
+    reply grace must come from the change of server, not its uptime."""
+    from shared.queue import ServerWatch
+
+    watch = ServerWatch()
+    assert watch.seen("a", 100.0) == float("inf")  # the first server: there all along
+    assert watch.seen("a", 105.0) == float("inf")
+    assert watch.seen("b", 200.0) == 0.0  # failover: new from now
+    assert watch.seen("b", 207.5) == 7.5
+    assert watch.seen("a", 300.0) == 0.0  # and back again

@@ -18,6 +18,7 @@ from shared import codec
 from shared.capacity import JobCosts
 from shared.config import Settings
 from shared.heartbeats import WorkerInfo, publish_heartbeat
+from shared.queue import note_redis_server
 from whisper_service.backends import load_transcriber
 from whisper_service.model_cache import ModelCache
 
@@ -52,6 +53,7 @@ class WorkerContext:
         self.info.costs = self.costs.as_dict()
         try:
             publish_heartbeat(self.redis, self.info)
+            note_redis_server(self.redis)  # so that a failover to a new primary is noticed
         except Exception as exc:
             structlog.get_logger().warning("heartbeat_failed", error=str(exc))
 
