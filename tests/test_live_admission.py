@@ -161,6 +161,65 @@ def test_second_stream_is_busy_at_once_first_keeps_transcribing_then_a_new_one_i
     wait_for_streams(capped, 0, timeout=10)  # and at close
 
 
+def deepgram_refusal(stack: Stack) -> tuple[list[Any], int | None, float]:
+    """Deepgram's own SDK opens a live stream: what it reads, the close code, and how long
+    from the connect to the close."""
+    from deepgram import AsyncDeepgramClient
+
+    from tests.test_deepgram import environment
+
+    async def scenario() -> tuple[list[Any], int | None, float]:
+        client = AsyncDeepgramClient(api_key="unused-key", environment=environment(stack))
+        t0 = time.monotonic()
+        messages: list[Any] = []
+        async with client.listen.v1.connect(model="nova-3", encoding="linear16", sample_rate="16000") as conn:
+            with contextlib.suppress(Exception):
+                async for message in conn:
+                    messages.append(message)
+            code = conn._websocket.close_code
+        return messages, code, time.monotonic() - t0
+
+    return asyncio.run(scenario())
+
+
+def test_deepgram_and_whisperlive_clients_hear_busy_in_their_own_shapes(
+    capped: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With the one place taken, the Deepgram SDK reads an ``Error`` frame with variant
+    ``busy`` and a close 1013 (try again later) within a second, and WhisperLive's own
+    client reads ``WAIT`` and stops; the stream holding the place is untouched."""
+    from tests.test_whisperlive import run_client
+
+    osr = manifest()["osr_us_000_0034"]  # 35 s: long enough for both clients to ask
+    chunks = chunk_stream(fixture_webm("osr_us_000_0034"), osr["duration_s"])
+    first: dict[str, Any] = {}
+
+    def run_first() -> None:
+        with connect(capped.ws_url) as ws:
+            first["result"] = stream_live(ws, chunks, timeout=120)
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    try:
+        wait_for_streams(capped, 1)
+        messages, code, took = deepgram_refusal(capped)
+        errors = [m for m in messages if getattr(m, "type", None) == "Error"]
+        assert [(e.variant, e.code) for e in errors] == [("BUSY", "busy")], messages
+        assert "try again" in errors[0].description and code == 1013 and took < 1.0, (code, took)
+
+        waited = run_client(capped, tmp_path_factory.mktemp("whisperlive"))
+        # Its client prints the WAIT, then takes the close that follows (as after
+        # WhisperLive's own server's WAIT) as final: no reconnect, no transcript.
+        assert "Server is full" in waited["printed"], waited["printed"]
+        assert "Reconnecting" not in waited["printed"] and waited["transcript"] == [], waited
+    finally:
+        thread.join(150)
+
+    held = first["result"].messages
+    assert not [m for m in held if m.get("type") == "error"], held
+    assert wer(osr["reference"], " ".join(m["transcript"] for m in finals(held))) <= 0.2
+
+
 def test_a_killed_worker_lowers_capacity_until_its_replacement_beats(capped: Stack) -> None:
     before = live_status(capped)
     assert before["workers"] == 2 and before["capacity_streams"] > 0
