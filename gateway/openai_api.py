@@ -31,7 +31,7 @@ from gateway.files import FileJobs
 from gateway.model_loading import validate_model_name
 from gateway.openai_errors import OpenAIError
 from shared import models, subtitles
-from shared.heartbeats import live_workers
+from shared.heartbeats import workers_for_new_work
 from shared.protocol import ProtocolError, too_large_message
 from shared.redis_keys import new_reply_channel
 
@@ -372,7 +372,7 @@ class OpenAIAudioAPI:
                 429, f"{self.inflight} files are being transcribed; try again shortly", code="busy"
             )
         try:
-            workers = await live_workers(ctx.redis)
+            workers = await workers_for_new_work(ctx.redis)
         except Exception:
             workers = []
         if not workers:

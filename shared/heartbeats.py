@@ -6,6 +6,7 @@ the gateway's ``/health`` knows whether anyone can transcribe.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,6 +16,12 @@ import redis.asyncio as aioredis
 
 from shared import codec
 from shared.redis_keys import WORKER_HEARTBEAT_TTL_S, WORKER_KEY_PREFIX, worker_key
+
+#: How often a worker refreshes its heartbeat (its key lives ``WORKER_HEARTBEAT_TTL_S``).
+HEARTBEAT_INTERVAL_S = 5.0
+#: How long :func:`workers_for_new_work` waits for heartbeats after a Redis restart: one
+#: beat, and a second for the beat to land.
+RESTART_WAIT_S = HEARTBEAT_INTERVAL_S + 1.0
 
 
 @dataclass
@@ -69,3 +76,26 @@ async def live_workers(client: aioredis.Redis) -> list[WorkerInfo]:
         except Exception:  # a malformed key must not break /health
             continue
     return sorted(workers, key=lambda w: w.id)
+
+
+async def workers_for_new_work(client: aioredis.Redis, wait_s: float = RESTART_WAIT_S) -> list[WorkerInfo]:
+    """The live workers, for deciding whether new work (a file) can be taken. A Redis that
+    just restarted holds no heartbeats until each worker beats again, and the first
+    command after a restart meets a dropped connection; both looked like "no worker" and
+    a file sent then got ``no_workers`` (twice in the 20-minute soak). So while Redis is
+    unreachable or younger than ``wait_s``, this waits up to ``wait_s`` for a heartbeat;
+    otherwise it answers at once, as before."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if workers := await live_workers(client):
+                return workers
+            uptime = float((await client.info("server")).get("uptime_in_seconds", wait_s))
+            recovering = uptime < wait_s
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            recovering = True
+        except redis.exceptions.ResponseError:  # INFO renamed away: no grace
+            recovering = False
+        if not recovering or time.monotonic() >= deadline:
+            return []
+        await asyncio.sleep(0.25)

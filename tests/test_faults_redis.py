@@ -134,6 +134,26 @@ def test_a_60s_file_survives_redis_sigkilled_and_restarted_empty(
     assert _requeued(services) >= 1  # what Redis lost came from the audio service's buffer
 
 
+def test_a_file_sent_right_after_redis_restarted_empty_is_transcribed(
+    restartable: tuple[Services, list[subprocess.Popen[bytes]]],
+) -> None:
+    """A restarted Redis holds no heartbeats until each worker beats again (up to 5 s),
+    and the gateway's first command meets a dropped connection: a file posted in that
+    window was told ``no_workers`` (503). It waits for a heartbeat and is transcribed."""
+    services, procs = restartable
+    _restart_apart(services, procs)()
+    started = time.monotonic()
+    response = httpx.post(
+        f"{services.base_url}/v1/audio/transcriptions",
+        files={"file": ("jfk.flac", fixture_bytes("jfk"))},
+        data={"model": "whisper-1", "language": "en"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert wer(manifest()["jfk"]["reference"], response.json()["text"]) <= 0.1, response.text
+    print(f"\nanswered {time.monotonic() - started:.1f} s after the restart")
+
+
 def test_a_live_stream_survives_redis_sigkilled_and_restarted_empty(
     restartable: tuple[Services, list[subprocess.Popen[bytes]]],
 ) -> None:

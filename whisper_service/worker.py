@@ -15,13 +15,11 @@ import threading
 import redis
 
 from shared.config import Settings
-from shared.heartbeats import remove_heartbeat
+from shared.heartbeats import HEARTBEAT_INTERVAL_S, remove_heartbeat
 from shared.logging import configure_logging, log_settings
 from shared.queue import run_worker_loop
 from shared.redis_keys import sync_client
 from whisper_service import context, control, status_server
-
-HEARTBEAT_INTERVAL_S = 5.0
 
 
 def _heartbeat_forever(ctx: context.WorkerContext, stop: threading.Event) -> None:

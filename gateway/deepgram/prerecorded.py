@@ -28,7 +28,7 @@ from gateway.openai_errors import OpenAIError
 from gateway.renderers.deepgram import model_info
 from shared import subtitles
 from shared.errors import ErrorCode
-from shared.heartbeats import live_workers
+from shared.heartbeats import workers_for_new_work
 from shared.protocol import ProtocolError, too_large_message
 
 #: A pause at least this long between two segments starts a new paragraph.
@@ -84,7 +84,7 @@ async def read_audio(request: Request, max_bytes: int) -> bytes:
 
 async def _check_workers(ctx: GatewayContext) -> None:
     try:
-        workers = await live_workers(ctx.redis)
+        workers = await workers_for_new_work(ctx.redis)
     except Exception:
         workers = []
     if not workers:
