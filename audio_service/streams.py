@@ -90,6 +90,7 @@ class LiveStream:
             pause_s=self.settings.vad_pause_s,
             max_utterance_s=self.settings.max_utterance_s,
             partial_every_s=self.settings.partial_interval_s,
+            first_partial_s=self.settings.first_partial_s,
         )
         if vad is None:
             return options

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     vad_pause_s: float = 0.5  # a pause this long ends an utterance
     max_utterance_s: float = 20.0  # longer speech is cut here
     partial_interval_s: float = 1.0
+    #: An utterance's first partial after this much speech (sooner than the cadence: the
+    #: first words on screen are what a speaker notices most); 0: at the cadence.
+    first_partial_s: float = 0.5
 
     # Limits
     max_audio_bytes: int = 10 * 1024 * 1024
