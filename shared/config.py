@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     #: An utterance's first partial after this much speech (sooner than the cadence: the
     #: first words on screen are what a speaker notices most); 0: at the cadence.
     first_partial_s: float = 0.5
+    # Partials under load (audio_service/pacer.py): they thin, then pause, before any final
+    # slows; the client is told when they pause and resume.
+    partial_max_interval_s: float = 4.0  # thinned at most to one per this much speech
+    #: A partial that waited this long in the queue (or a final waiting) thins the cadence.
+    partial_busy_wait_s: float = 0.5
+    partial_pause_wait_s: float = 2.0  # a partial that waited this long pauses partials
+    partial_resume_s: float = 3.0  # paused partials resume after the pool is calm this long
 
     # Limits
     max_audio_bytes: int = 10 * 1024 * 1024

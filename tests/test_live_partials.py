@@ -4,11 +4,14 @@ when they pause and resume, while every final still arrives."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import pytest
 from websockets.sync.client import connect
 
 from shared.config import Settings
-from tests.conftest import Stack
+from tests.conftest import Stack, private_redis, start_stack, stop_stack
 from tests.helpers import chunk_stream, finals, fixture_webm, manifest, stream_live, wer
 
 #: Every test here starts the whole stack and streams live to it: the slow tier.
@@ -36,3 +39,30 @@ def test_first_partial_comes_after_half_a_second_of_speech(stack: Stack) -> None
     span = _first_text_span(result.messages, str(first["utterance_id"]))
     assert not next(m for m in result.messages if m.get("type") == "transcript")["final"]
     assert span <= preroll + Settings().first_partial_s + 0.15, (span, result.messages[:6])
+
+
+@pytest.fixture(scope="module")
+def pausing_stack() -> Iterator[Stack]:
+    """A pause bound of zero: a partial that waited at all pauses the stream's partials,
+    and a second of calm resumes them; so one stream sees both notices."""
+    env = {"S2T_PARTIAL_PAUSE_WAIT_S": "0", "S2T_PARTIAL_RESUME_S": "1.0"}
+    with private_redis() as url:
+        running = start_stack(url, workers=1, extra_env=env, quiet=True)
+        yield running
+        stop_stack(running)
+
+
+def test_partials_pause_and_resume_with_notices_and_every_final_arrives(pausing_stack: Stack) -> None:
+    item = manifest()["jfk"]
+    with connect(pausing_stack.ws_url, max_size=None) as ws:
+        result = stream_live(ws, chunk_stream(fixture_webm("jfk"), item["duration_s"]))
+    statuses = [m for m in result.messages if m.get("type") == "status" and "partials" in m]
+    notices = [m["message"] for m in statuses]
+    assert notices[:2] == ["partials_paused", "partials_resumed"], result.messages
+    assert all(a != b for a, b in itertools.pairwise(notices))  # strictly alternating
+    assert [m["partials"] for m in statuses] == [n == "partials_resumed" for n in notices]
+    done = finals(result.messages)
+    assert len({m["utterance_id"] for m in done}) == len(done) >= 4
+    assert not [m for m in result.messages if m.get("type") == "error"]
+    assert wer(item["reference"], " ".join(m["transcript"] for m in done)) <= 0.15, done
+    assert result.messages[-1]["recording"] is False

@@ -92,7 +92,7 @@ def _more(ctx: context.WorkerContext, job: TranscriptionJob) -> list[Taken]:
 def _skip(ctx: context.WorkerContext, taken: Taken) -> None:
     """Nobody wants it: a newer job exists, or the client has gone."""
     metrics.JOBS.labels(kind=taken.job.kind, outcome="skipped").inc()
-    _ledger(ctx).mark_partial_done(taken.job)
+    _ledger(ctx).mark_partial_done(taken.job, _waited(taken.job, time.time()))
     queue.settle(ctx.redis, taken.rq_id)
     queue.release(ctx.redis, taken)
 
@@ -106,9 +106,15 @@ class _Prepared:
     audio: np.ndarray
 
 
+def _waited(job: TranscriptionJob, started_at: float) -> float:
+    """A job's time in the queue (both clocks are wall clocks, the services' hosts in step)."""
+    return max(0.0, started_at - job.enqueued_at)
+
+
 def _handle(ctx: context.WorkerContext, batch: list[Taken]) -> None:
     ctx.info.busy = True
     metrics.BATCH_SIZE.observe(len(batch))
+    started_at = time.time()
     started = time.perf_counter()
     replies: dict[int, dict[str, Any]] = {}
     prepared: list[_Prepared] = []
@@ -137,7 +143,7 @@ def _handle(ctx: context.WorkerContext, batch: list[Taken]) -> None:
             replies.setdefault(i, _error_reply(ctx, taken.job, exc))
     finally:
         ctx.info.busy = False
-        _answer(ctx, batch, replies)
+        _answer(ctx, batch, replies, started_at)
 
 
 def _observe_cost(ctx: context.WorkerContext, job: TranscriptionJob, took_s: float) -> None:
@@ -147,12 +153,16 @@ def _observe_cost(ctx: context.WorkerContext, job: TranscriptionJob, took_s: flo
         ctx.costs.observe(job.kind, took_s, job.duration_s)
 
 
-def _answer(ctx: context.WorkerContext, batch: list[Taken], replies: dict[int, dict[str, Any]]) -> None:
+def _answer(
+    ctx: context.WorkerContext, batch: list[Taken], replies: dict[int, dict[str, Any]], started_at: float
+) -> None:
     """Publish every job's reply, retried through a Redis restart
     (:mod:`whisper_service.reply_publisher`); a reply that still cannot go out does not
     stop the others, and is raised afterwards so that the queue records the job as
     failed. Only a reply that went out settles its job (:func:`shared.queue.settle`):
-    one that did not is queued again by the audio service, which kept its audio."""
+    one that did not is queued again by the audio service, which kept its audio.
+    ``started_at``: when the batch started, so that each partial's queue wait is noted for
+    its stream's pacer (:mod:`audio_service.pacer`)."""
     failed: Exception | None = None
     for i, taken in enumerate(batch):
         job = taken.job
@@ -173,7 +183,7 @@ def _answer(ctx: context.WorkerContext, batch: list[Taken], replies: dict[int, d
                 if delivered:
                     queue.settle(ctx.redis, taken.rq_id)
                 queue.release(ctx.redis, taken)
-                _ledger(ctx).mark_partial_done(job)
+                _ledger(ctx).mark_partial_done(job, _waited(job, started_at))
     if failed is not None:
         raise failed
 

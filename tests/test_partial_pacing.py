@@ -1,0 +1,96 @@
+"""The partial pacer's state machine, the ledger figures it reads, and how a pause reaches
+a ``/ws`` client: in-process, nothing started."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from audio_service.pacer import Load, PacerOptions, PartialPacer
+from gateway import events
+from gateway.renderers.browser import BrowserRenderer
+from shared import stream_protocol as sp
+from shared.jobs import JobKind, TranscriptionJob
+from shared.stream_ledger import StreamLedger
+
+OPTIONS = PacerOptions(interval_s=1.0, max_interval_s=4.0, busy_wait_s=0.5, pause_wait_s=2.0, resume_s=3.0)
+CALM = Load(0, 0, 0.1)
+BUSY = Load(0, 3, 0.8)  # a partial waited past the busy bound
+
+
+def test_calm_pool_keeps_the_cadence_and_the_first_partial_always_goes() -> None:
+    pacer = PartialPacer(OPTIONS)
+    for t in range(5):
+        assert pacer.observe(CALM, float(t)) is None
+    assert pacer.interval_s == 1.0 and not pacer.paused
+    assert pacer.due(None) and pacer.due(1.0) and pacer.due(0.98)  # VAD windows: a hair short
+    assert not pacer.due(0.5)
+
+
+def test_partials_thin_then_pause_then_resume_thinned_and_narrow_back() -> None:
+    pacer = PartialPacer(OPTIONS)
+    assert pacer.observe(BUSY, 0.0) is None and pacer.interval_s == 2.0
+    assert not pacer.due(1.0) and pacer.due(2.0)
+    assert pacer.observe(Load(1, 0, None), 1.0) is None and pacer.interval_s == 4.0  # a final waits
+    assert pacer.due(None)  # the first partial of an utterance still goes while thinned
+    assert pacer.observe(BUSY, 2.0) == "paused"  # busy at the widest interval
+    assert not pacer.due(None) and not pacer.due(10.0)
+    # paused: only the pool's queues count; waiting work restarts the calm period
+    assert pacer.observe(Load(0, 0, None), 4.0) is None
+    assert pacer.observe(Load(1, 0, None), 4.5) is None
+    assert pacer.observe(Load(0, 0, None), 7.0) is None  # 2.5 s since work was seen waiting
+    assert pacer.observe(Load(0, 0, None), 7.6) == "resumed"
+    assert pacer.interval_s == 4.0 and pacer.due(4.0) and not pacer.due(2.0)
+    assert pacer.observe(CALM, 8.0) is None and pacer.interval_s == 2.0
+    assert pacer.observe(Load(0, 0, None), 9.0) is None and pacer.interval_s == 2.0  # no new wait
+    assert pacer.observe(CALM, 10.0) is None and pacer.interval_s == 1.0
+    assert pacer.observe(CALM, 11.0) is None and pacer.interval_s == 1.0
+
+
+def test_a_long_partial_wait_pauses_at_once() -> None:
+    pacer = PartialPacer(OPTIONS)
+    assert pacer.observe(Load(0, 0, 2.5), 0.0) == "paused"
+    assert pacer.observe(Load(0, 0, 2.5), 1.0) is None  # a paused pacer is not paused again
+
+
+def test_a_zero_pause_bound_pauses_on_any_wait_but_not_without_one() -> None:
+    pacer = PartialPacer(PacerOptions(pause_wait_s=0.0, resume_s=1.0))
+    assert pacer.observe(Load(0, 0, None), 0.0) is None  # nothing answered yet
+    assert pacer.observe(Load(0, 0, 0.0), 0.5) == "paused"
+    assert pacer.observe(Load(0, 0, None), 1.6) == "resumed"
+
+
+def _job(kind: JobKind, seq: int) -> TranscriptionJob:
+    return TranscriptionJob("s-u0", "s2t:reply:x", b"", "tiny.en", kind=kind, stream_id="s", seq=seq)
+
+
+def test_ledger_progress_carries_the_partials_wait_and_the_candidates_end() -> None:
+    ledger = StreamLedger(fakeredis.FakeRedis(), 90)
+    assert ledger.progress("s") == ledger.progress("s", None)
+    fresh = ledger.progress("s", 4)
+    assert (fresh.partials_done, fresh.partial_wait_s, fresh.candidate_done) == (0, None, False)
+    ledger.mark_partial_done(_job("partial", 3), 0.4567)
+    ledger.mark_partial_done(_job("candidate", 4), 9.0)  # candidates pace nothing with their wait
+    ledger.mark_partial_done(_job("final", 5), 9.0)
+    progress = ledger.progress("s", 4)
+    assert (progress.partials_done, progress.partial_wait_s, progress.candidate_done) == (3, 0.457, True)
+    assert not ledger.progress("s", 6).candidate_done  # another candidate, not answered
+    ledger.mark_partial_done(_job("partial", 6))  # the reaper: lost, no wait known
+    assert (ledger.progress("s").partials_done, ledger.progress("s").partial_wait_s) == (6, None)
+
+
+@pytest.mark.parametrize(
+    ("event", "message", "partials"),
+    [
+        (events.PartialsPaused(), "partials_paused", False),
+        (events.PartialsResumed(), "partials_resumed", True),
+    ],
+)
+def test_ws_is_told_when_partials_pause_and_resume(event: events.Event, message: str, partials: bool) -> None:
+    [status] = BrowserRenderer(model="tiny.en").render(event)
+    assert status == {"type": "status", "message": message, "partials": partials, "model": "tiny.en"}
+
+
+def test_the_audio_services_notices_parse() -> None:
+    assert isinstance(sp.parse_event(sp.PartialsPaused().to_json()), sp.PartialsPaused)
+    assert sp.parse_event('{"type": "partials_resumed"}') == sp.PartialsResumed()
