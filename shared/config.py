@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     partial_busy_wait_s: float = 0.5
     partial_pause_wait_s: float = 2.0  # a partial that waited this long pauses partials
     partial_resume_s: float = 3.0  # paused partials resume after the pool is calm this long
+    #: A partial's encoder window, seconds: at least this, and its audio plus 2 s (whole
+    #: seconds), instead of Whisper's 30 s (bench/partial_window.py: 3x cheaper, text near
+    #: the 30 s one; under 10 s Whisper repeats itself to fill the window). 0: 30 s, as
+    #: finals; finals never change.
+    partial_window_s: float = 15.0
 
     # Limits
     max_audio_bytes: int = 10 * 1024 * 1024

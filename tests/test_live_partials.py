@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
+import numpy as np
 import pytest
 from websockets.sync.client import connect
 
 from shared.config import Settings
 from tests.conftest import Stack, private_redis, start_stack, stop_stack
-from tests.helpers import chunk_stream, finals, fixture_webm, manifest, stream_live, wer
+from tests.helpers import chunk_stream, finals, fixture_pcm, fixture_webm, manifest, stream_live, wer
+from whisper_service.backends import DecodeOptions
+from whisper_service.backends.faster_whisper_backend import FasterWhisperTranscriber
 
 #: Every test here starts the whole stack and streams live to it: the slow tier.
 pytestmark = pytest.mark.slow
@@ -66,3 +71,31 @@ def test_partials_pause_and_resume_with_notices_and_every_final_arrives(pausing_
     assert not [m for m in result.messages if m.get("type") == "error"]
     assert wer(item["reference"], " ".join(m["transcript"] for m in done)) <= 0.15, done
     assert result.messages[-1]["recording"] is False
+
+
+def test_a_short_encoder_window_encodes_less_and_reads_the_same_words() -> None:
+    """In-process tiny.en: a 3 s partial on a 15 s window runs the encoder on 1500 frames,
+    not 3000, and reads the words the 30 s window reads; anything it cannot do (no language
+    given to a multilingual model, word timings) takes faster-whisper's own pipeline."""
+    model = FasterWhisperTranscriber("tiny.en", device="cpu", compute_type="default", cpu_threads=1)
+    frames: list[int] = []
+    encode = model.model.encode
+
+    def counting(features: Any) -> Any:
+        frames.append(features.shape[-1])
+        return encode(features)
+
+    model.model.encode = counting  # type: ignore[method-assign]
+    audio = fixture_pcm("jfk")[: 3 * 16000].astype(np.float32) / 32768
+    partial = DecodeOptions(language="en", beam_size=1, without_timestamps=True, temperature_fallback=False)
+    full = model.transcribe(audio, partial).text
+    short = model.transcribe(audio, replace(partial, encoder_window_s=15)).text
+    [batched] = model.transcribe_batch([(audio, replace(partial, encoder_window_s=15))])
+    assert frames == [3000, 1500, 1500]
+    spoken = "and so my fellow americans"
+    assert "fellow americans" in full.lower() and wer(spoken, short) <= 0.2, (full, short)
+    assert not isinstance(batched, Exception) and batched.text == short
+    frames.clear()
+    model.transcribe(audio, replace(partial, encoder_window_s=15, word_timestamps=True))
+    model.transcribe(audio, replace(partial, encoder_window_s=2))  # the audio does not fit
+    assert all(n == 3000 for n in frames) and frames

@@ -10,8 +10,10 @@ from audio_service.pacer import Load, PacerOptions, PartialPacer
 from gateway import events
 from gateway.renderers.browser import BrowserRenderer
 from shared import stream_protocol as sp
+from shared.config import Settings
 from shared.jobs import JobKind, TranscriptionJob
 from shared.stream_ledger import StreamLedger
+from whisper_service.jobs import decode_options
 
 OPTIONS = PacerOptions(interval_s=1.0, max_interval_s=4.0, busy_wait_s=0.5, pause_wait_s=2.0, resume_s=3.0)
 CALM = Load(0, 0, 0.1)
@@ -94,3 +96,18 @@ def test_ws_is_told_when_partials_pause_and_resume(event: events.Event, message:
 def test_the_audio_services_notices_parse() -> None:
     assert isinstance(sp.parse_event(sp.PartialsPaused().to_json()), sp.PartialsPaused)
     assert sp.parse_event('{"type": "partials_resumed"}') == sp.PartialsResumed()
+
+
+def test_partials_get_a_short_encoder_window_and_finals_keep_30_s() -> None:
+    def job(kind: JobKind, seconds: float) -> TranscriptionJob:
+        pcm = b"\0\0" * int(seconds * 16000)
+        return TranscriptionJob("s-u0", "c", pcm, "tiny.en", kind=kind, stream_id="s", seq=1)
+
+    settings = Settings(partial_window_s=15)
+    assert Settings().partial_window_s == 15
+    assert decode_options(settings, job("partial", 0.8)).encoder_window_s == 15
+    assert decode_options(settings, job("partial", 13.1)).encoder_window_s == 16
+    assert decode_options(settings, job("partial", 29.0)).encoder_window_s == 30
+    assert decode_options(settings, job("candidate", 0.8)).encoder_window_s == 0  # a final's text
+    assert decode_options(settings, job("final", 0.8)).encoder_window_s == 0
+    assert decode_options(Settings(partial_window_s=0), job("partial", 0.8)).encoder_window_s == 0

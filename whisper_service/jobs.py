@@ -18,6 +18,7 @@ answered gets ``timeout``.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,8 @@ log = structlog.get_logger()
 
 #: Whisper's input window, seconds.
 WINDOW_S = 30.0
+#: A partial's encoder window holds its audio and at least this much after it.
+PARTIAL_WINDOW_PAD_S = 2.0
 
 
 def transcribe(payload: dict[str, Any]) -> None:
@@ -214,6 +217,11 @@ def decode_options(settings: Settings, job: TranscriptionJob) -> DecodeOptions:
     one_window = job.duration_s <= WINDOW_S
     no_times = job.timestamps is False and settings.file_timestamps == "auto" and one_window
     no_times = no_times and not job.word_timestamps
+    # A partial is replaced anyway: its encoder sees its own length plus a pad, not 30 s
+    # (bench/partial_window.py measured the cost and the text; README, "Partials").
+    least = settings.partial_window_s
+    window = min(WINDOW_S, max(least, math.ceil(job.duration_s + PARTIAL_WINDOW_PAD_S)))
+    window = window if partial and least > 0 else 0.0
     return DecodeOptions(
         language=job.language,
         task=job.task,
@@ -224,6 +232,7 @@ def decode_options(settings: Settings, job: TranscriptionJob) -> DecodeOptions:
         temperature=job.temperature,
         temperature_fallback=fallback,
         condition_on_previous_text=settings.condition_on_previous_text and not live,
+        encoder_window_s=window,
     )
 
 
