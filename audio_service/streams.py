@@ -331,13 +331,15 @@ class LiveStream:
             log.info("partials_" + change, stream_id=self.stream_id, **dataclasses.asdict(load))
             await self._send(PartialsPaused() if change == "paused" else PartialsResumed())
         seq, at = self._last_partial
+        index, audio_s = self._partial_sent
         reason = None
-        if seq and progress.partials_done < seq and now - at <= PARTIAL_STALL_S:
+        # A partial of an earlier utterance still in flight holds back only its own
+        # utterance's: this one's first words must not wait for text already replaced.
+        if seq and index == utterance.index and progress.partials_done < seq and now - at <= PARTIAL_STALL_S:
             reason = "pending"
         elif not progress.candidate_done and now - self._candidate_at <= PARTIAL_STALL_S:
             reason = "candidate"
         else:
-            index, audio_s = self._partial_sent
             since = utterance.end_s - utterance.start_s - audio_s if index == utterance.index else None
             if not self.pacer.due(since):
                 reason = "paused" if self.pacer.paused else "thinned"

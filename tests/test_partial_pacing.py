@@ -3,10 +3,19 @@ a ``/ws`` client: in-process, nothing started."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+from types import SimpleNamespace
+from typing import Any
+
 import fakeredis
+import numpy as np
 import pytest
 
+from audio_service import streams
 from audio_service.pacer import Load, PacerOptions, PartialPacer
+from audio_service.segmenter import Utterance
 from gateway import events
 from gateway.renderers.browser import BrowserRenderer
 from shared import stream_protocol as sp
@@ -111,3 +120,53 @@ def test_partials_get_a_short_encoder_window_and_finals_keep_30_s() -> None:
     assert decode_options(settings, job("candidate", 0.8)).encoder_window_s == 0  # a final's text
     assert decode_options(settings, job("final", 0.8)).encoder_window_s == 0
     assert decode_options(Settings(partial_window_s=0), job("partial", 0.8)).encoder_window_s == 0
+
+
+class _Socket:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+
+def _utterance(index: int, seconds: float) -> Utterance:
+    audio = np.zeros(int(seconds * 16000), np.int16)
+    return Utterance(index, audio, 10.0 * index, 10.0 * index + seconds, "partial")
+
+
+def test_the_stream_holds_partials_for_the_last_one_its_candidate_and_the_pacer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """:meth:`LiveStream._partial_wanted` on fakeredis (no VAD model, no socket)."""
+    monkeypatch.setattr(streams, "Segmenter", lambda options: SimpleNamespace(options=options))
+    client = fakeredis.FakeRedis()
+    ledger = StreamLedger(client, 90)
+    socket = _Socket()
+    queue = SimpleNamespace(redis=client, redis_away=False)
+    config = sp.StreamConfig(stream_id="s", reply_channel="c")
+    stream = streams.LiveStream(socket, queue, ledger, Settings(), config)  # type: ignore[arg-type]
+
+    def wanted(utterance: Utterance) -> bool:
+        return asyncio.run(stream._partial_wanted(utterance))
+
+    def sent(seq: int, utterance: Utterance) -> None:  # what _dispatch_one notes for a partial queued
+        stream._last_partial = (seq, time.monotonic())
+        stream._partial_sent = (utterance.index, utterance.end_s - utterance.start_s)
+
+    first = _utterance(0, 0.8)
+    assert wanted(first)
+    sent(1, first)
+    assert not wanted(_utterance(0, 1.8))  # partial 1 not done yet
+    assert wanted(_utterance(1, 0.8))  # ...but it does not hold back the next utterance's first words
+    ledger.mark_partial_done(_job("partial", 1), 0.1)
+    stream._candidate, stream._candidate_at = (1, 2), time.monotonic()
+    assert not wanted(_utterance(1, 1.8))  # the candidate of utterance 1 is in flight
+    assert wanted(_utterance(2, 0.8))  # not another utterance's
+    ledger.mark_partial_done(_job("candidate", 2))
+    assert wanted(_utterance(1, 1.8))
+    sent(3, _utterance(1, 1.8))
+    ledger.mark_partial_done(_job("partial", 3), 2.5)  # waited past S2T_PARTIAL_PAUSE_WAIT_S
+    assert not wanted(_utterance(1, 2.8))
+    assert socket.sent == [{"type": "partials_paused"}]
+    assert not wanted(_utterance(3, 0.8))  # paused: not even a first partial
