@@ -28,6 +28,9 @@ class SegmenterOptions:
     preroll_s: float = 0.3  # audio kept before speech onset (soft onsets, plosives)
     tail_s: float = 0.2  # audio kept after the last speech window
     partial_every_s: float = 1.0  # a partial snapshot after each second of new speech audio
+    #: The utterance's first partial comes this much speech after its onset, sooner than the
+    #: cadence (first words on screen are what a speaker notices most); 0: at the cadence.
+    first_partial_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Segmenter:
         self._silence_run = 0
         self._last_speech_end = 0
         self._last_partial_len = 0
+        self._onset = 0  # stream sample where the open utterance's speech began (pre-roll excluded)
         self._candidate_for = -1  # the speech end the last candidate covered
         self._count = 0
 
@@ -125,10 +129,8 @@ class Segmenter:
                     out.append(self._snapshot("candidate", end=self._last_speech_end + tail))
             elif self._utt_len >= o.max_utterance_s * SAMPLE_RATE:
                 out.extend(self._end(self._utt_start + self._utt_len, continues=True))
-            elif (
-                self._utt_len - self._last_partial_len >= o.partial_every_s * SAMPLE_RATE
-                and self._candidate_for != self._last_speech_end  # nothing new since the candidate
-            ):
+            elif self._partial_due() and self._candidate_for != self._last_speech_end:
+                # (the second test: nothing new since the candidate, whose answer shows instead)
                 self._last_partial_len = self._utt_len
                 out.append(self._snapshot("partial"))
         self._trim_history()
@@ -151,6 +153,14 @@ class Segmenter:
 
     # --- internals -------------------------------------------------------------------
 
+    def _partial_due(self) -> bool:
+        """The first partial once ``first_partial_s`` of speech is in; later ones after each
+        ``partial_every_s`` of new audio."""
+        o = self.options
+        if self._last_partial_len == 0 and o.first_partial_s > 0:
+            return self._scored - self._onset >= o.first_partial_s * SAMPLE_RATE
+        return self._utt_len - self._last_partial_len >= o.partial_every_s * SAMPLE_RATE
+
     def _begin(self, speech_start: int) -> SpeechEvent:
         start = max(self._history_start, speech_start - int(self.options.preroll_s * SAMPLE_RATE))
         self._utterance = [
@@ -162,6 +172,7 @@ class Segmenter:
         self._silence_run = 0
         self._last_speech_end = self._scored
         self._last_partial_len = 0
+        self._onset = speech_start
         return SpeechEvent("speech_started", self._count, start)
 
     def _append(self, window: np.ndarray) -> None:
@@ -200,6 +211,7 @@ class Segmenter:
             self._silence_run = 0
             self._last_speech_end = end
             self._last_partial_len = 0
+            self._onset = end
             result.append(SpeechEvent("speech_started", self._count, end))
         self._candidate_for = -1
         return result

@@ -24,6 +24,7 @@ import numpy as np
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from audio_service.pacer import Load, PacerOptions, PartialPacer
 from audio_service.pcm_input import PcmDecoder, StreamControl
 from audio_service.segmenter import Event, Segmenter, SegmenterOptions, SpeechEvent, Utterance
 from audio_service.stream_decoder import StreamDecoder
@@ -31,8 +32,9 @@ from shared import metrics
 from shared.audio_format import SAMPLE_RATE, is_raw_format
 from shared.config import Settings
 from shared.jobs import TranscriptionJob, live_utterance_id
-from shared.queue import REDIS_AWAY, JobQueue
-from shared.stream_ledger import StreamLedger
+from shared.queue import REDIS_AWAY, JobQueue, queue_depths
+from shared.redis_keys import QUEUE_FINAL, QUEUE_PARTIAL
+from shared.stream_ledger import Progress, StreamLedger
 from shared.stream_protocol import (
     Clear,
     Cleared,
@@ -40,6 +42,8 @@ from shared.stream_protocol import (
     CommitEmpty,
     Configure,
     FinalQueued,
+    PartialsPaused,
+    PartialsResumed,
     SpeechStarted,
     SpeechStopped,
     Started,
@@ -56,7 +60,8 @@ from shared.stream_protocol import (
 
 log = structlog.get_logger()
 
-#: A partial not reported done after this long (expired, worker lost) no longer holds back the next.
+#: A partial (or candidate) not reported done after this long (expired, worker lost, the
+#: reaper gave up) no longer holds back the next partial.
 PARTIAL_STALL_S = 5.0
 
 
@@ -80,7 +85,19 @@ class LiveStream:
         self.seq = 0
         self.finals = 0
         self._candidate: tuple[int, int] | None = None  # (utterance index, job seq) awaiting its pause
+        self._candidate_at = 0.0  # when that candidate was queued
         self._last_partial: tuple[int, float] = (0, 0.0)  # (job seq, when enqueued)
+        self._partial_sent: tuple[int, float] = (-1, 0.0)  # (utterance index, its audio seconds)
+        self._wait_seen = 0  # seq of the answered partial whose queue wait the pacer last took
+        self.pacer = PartialPacer(
+            PacerOptions(
+                interval_s=settings.partial_interval_s,
+                max_interval_s=settings.partial_max_interval_s,
+                busy_wait_s=settings.partial_busy_wait_s,
+                pause_wait_s=settings.partial_pause_wait_s,
+                resume_s=settings.partial_resume_s,
+            )
+        )
         self.samples = 0
 
     def _segmenter_options(self, vad: VadSettings | None) -> SegmenterOptions:
@@ -90,6 +107,7 @@ class LiveStream:
             pause_s=self.settings.vad_pause_s,
             max_utterance_s=self.settings.max_utterance_s,
             partial_every_s=self.settings.partial_interval_s,
+            first_partial_s=self.settings.first_partial_s,
         )
         if vad is None:
             return options
@@ -246,9 +264,10 @@ class LiveStream:
                 await self._dispatch_one(event)
 
     async def _dispatch_one(self, utterance: Utterance) -> None:
-        """Partials are paced by the workers (a new one only when the last is done);
-        a confirmed candidate becomes the final without a second job."""
-        if utterance.kind == "partial" and not await self._partial_wanted():
+        """Partials are paced by the workers (a new one only when the last is done) and by
+        the pool's load (:meth:`_partial_wanted`); a confirmed candidate becomes the final
+        without a second job."""
+        if utterance.kind == "partial" and not await self._partial_wanted(utterance):
             return
         revoke = self._candidate is not None and not utterance.confirms_candidate
         if utterance.final and utterance.confirms_candidate and self._candidate is not None:
@@ -269,9 +288,10 @@ class LiveStream:
             if revoke:
                 self._candidate = None
             if utterance.kind == "candidate":
-                self._candidate = (utterance.index, seq)
+                self._candidate, self._candidate_at = (utterance.index, seq), time.monotonic()
             elif utterance.kind == "partial":
                 self._last_partial = (seq, time.monotonic())
+                self._partial_sent = (utterance.index, utterance.end_s - utterance.start_s)
         if utterance.final:
             self.finals += 1
             metrics.UTTERANCES_CUT.labels(mode="live").inc()
@@ -285,16 +305,50 @@ class LiveStream:
                 )
             )
 
-    async def _partial_wanted(self) -> bool:
-        seq, at = self._last_partial
-        if seq == 0 or time.monotonic() - at > PARTIAL_STALL_S:
-            return True
+    async def _partial_wanted(self, utterance: Utterance) -> bool:
+        """Whether the partial the segmenter offers goes out: not while the last one is not
+        done, nor while this utterance's candidate final is in flight (its answer shows in
+        the partial's place), nor when the pacer (:mod:`audio_service.pacer`) holds it."""
         if self.queue.redis_away:
             return False  # none could be queued now
+        now = time.monotonic()
+        mine = self._candidate is not None and self._candidate[0] == utterance.index
+        candidate = self._candidate[1] if self._candidate is not None and mine else None
         try:
-            return await asyncio.to_thread(self.ledger.partials_done, self.stream_id) >= seq
+            progress, depths = await asyncio.to_thread(self._load, candidate)
         except REDIS_AWAY:
             return False  # none could be queued now
+        fresh = progress.partials_done > self._wait_seen and progress.partials_done == self._last_partial[0]
+        if fresh:
+            self._wait_seen = progress.partials_done
+        load = Load(
+            depths.get(QUEUE_FINAL, 0),
+            depths.get(QUEUE_PARTIAL, 0),
+            progress.partial_wait_s if fresh else None,
+        )
+        if (change := self.pacer.observe(load, now)) is not None:
+            metrics.LIVE_PARTIAL_PACING.labels(change=change).inc()
+            log.info("partials_" + change, stream_id=self.stream_id, **dataclasses.asdict(load))
+            await self._send(PartialsPaused() if change == "paused" else PartialsResumed())
+        seq, at = self._last_partial
+        index, audio_s = self._partial_sent
+        reason = None
+        # A partial of an earlier utterance still in flight holds back only its own
+        # utterance's: this one's first words must not wait for text already replaced.
+        if seq and index == utterance.index and progress.partials_done < seq and now - at <= PARTIAL_STALL_S:
+            reason = "pending"
+        elif not progress.candidate_done and now - self._candidate_at <= PARTIAL_STALL_S:
+            reason = "candidate"
+        else:
+            since = utterance.end_s - utterance.start_s - audio_s if index == utterance.index else None
+            if not self.pacer.due(since):
+                reason = "paused" if self.pacer.paused else "thinned"
+        if reason is not None:
+            metrics.LIVE_PARTIALS_HELD.labels(reason=reason).inc()
+        return reason is None
+
+    def _load(self, candidate: int | None) -> tuple[Progress, dict[str, int]]:
+        return self.ledger.progress(self.stream_id, candidate), queue_depths(self.queue.redis)
 
     def _job(self, utterance: Utterance) -> TranscriptionJob:
         self.seq += 1

@@ -131,6 +131,16 @@ class UtteranceFailed:
 
 
 @dataclass(frozen=True)
+class PartialsPaused:
+    """The pool is loaded: the recording gets no partials for now; its finals go on."""
+
+
+@dataclass(frozen=True)
+class PartialsResumed:
+    """Partials come again (at first thinned, then at the usual cadence)."""
+
+
+@dataclass(frozen=True)
 class RecordingFailed:
     """The stream itself failed (undecodable audio, the audio service lost)."""
 
@@ -232,6 +242,8 @@ LiveEvent = (
     | PartialText
     | FinalText
     | UtteranceFailed
+    | PartialsPaused
+    | PartialsResumed
     | RecordingFailed
     | RecordingStopped
 )

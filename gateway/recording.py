@@ -189,6 +189,10 @@ class Recording:
                 return m.cleared(event.index, event.seq)
             case sp.CommitEmpty():
                 return m.commit_empty()
+            case sp.PartialsPaused():
+                return [events.PartialsPaused()]
+            case sp.PartialsResumed():
+                return [events.PartialsResumed()]
         return []
 
     def on_reply(self, raw: dict[str, object]) -> None:

@@ -4,11 +4,13 @@ over the figures the workers publish in their heartbeats.
 Each worker keeps an exponentially weighted mean of its own live job costs
 (:class:`JobCosts`): for finals (and candidates, which become finals) the model seconds
 per second of utterance audio and per job; for partials the model seconds per job. A
-partial is priced per job, not per audio second, because every partial re-encodes a full
-30 s window whatever its length, and its cadence is fixed (one per
-``S2T_PARTIAL_INTERVAL_S`` of new speech). The figures travel in the heartbeat, so a
-worker that dies drops out of the sum within the heartbeat's TTL (at once under ``up``,
-which deletes a dead worker's key), and one that joins counts from its first beat.
+partial is priced per job, not per audio second: its cost is mostly the encoder's, over
+a window of ``S2T_PARTIAL_WINDOW_S`` or its own length plus 2 s (a full 30 s with the
+setting 0), and its nominal cadence is fixed (one per ``S2T_PARTIAL_INTERVAL_S`` of new speech),
+so the running mean is what the pool pays per partial, short windows included. The
+figures travel in the heartbeat, so a worker that dies drops out of the sum within the
+heartbeat's TTL (at once under ``up``, which deletes a dead worker's key), and one that
+joins counts from its first beat.
 
 The model (:func:`pool_capacity`), per worker:
 

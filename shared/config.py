@@ -78,6 +78,21 @@ class Settings(BaseSettings):
     vad_pause_s: float = 0.5  # a pause this long ends an utterance
     max_utterance_s: float = 20.0  # longer speech is cut here
     partial_interval_s: float = 1.0
+    #: An utterance's first partial after this much speech (sooner than the cadence: the
+    #: first words on screen are what a speaker notices most); 0: at the cadence.
+    first_partial_s: float = 0.5
+    # Partials under load (audio_service/pacer.py): they thin, then pause, before any final
+    # slows; the client is told when they pause and resume.
+    partial_max_interval_s: float = 4.0  # thinned at most to one per this much speech
+    #: A partial that waited this long in the queue (or a final waiting) thins the cadence.
+    partial_busy_wait_s: float = 0.5
+    partial_pause_wait_s: float = 2.0  # a partial that waited this long pauses partials
+    partial_resume_s: float = 3.0  # paused partials resume after the pool is calm this long
+    #: A partial's encoder window, seconds: at least this, and its audio plus 2 s (whole
+    #: seconds), instead of Whisper's 30 s (bench/partial_window.py: 3x cheaper, text near
+    #: the 30 s one; under 10 s Whisper repeats itself to fill the window). 0: 30 s, as
+    #: finals; finals never change.
+    partial_window_s: float = 15.0
 
     # Limits
     max_audio_bytes: int = 10 * 1024 * 1024

@@ -132,6 +132,19 @@ UTTERANCES_CUT = Counter(
     ["mode"],
     registry=AUDIO_REGISTRY,
 )
+LIVE_PARTIALS_HELD = Counter(
+    "s2t_audio_live_partials_held",
+    "Partials the segmenter offered that were not sent, by reason (paused, thinned, "
+    "candidate: the utterance's candidate final is in flight, pending: the last is not done)",
+    ["reason"],
+    registry=AUDIO_REGISTRY,
+)
+LIVE_PARTIAL_PACING = Counter(
+    "s2t_audio_live_partial_pacing",
+    "Live streams whose partials paused or resumed under load, by change",
+    ["change"],
+    registry=AUDIO_REGISTRY,
+)
 JOBS_REQUEUED = Counter(
     "s2t_audio_jobs_requeued",
     "Finals and file pieces queued again from the requeue buffer after Redis lost them",

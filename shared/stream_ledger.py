@@ -14,12 +14,18 @@ spelled here and nowhere else:
 - ``cancelled``: the client has gone; every queued job of the stream is skipped.
 - ``done``: seq of the last partial a worker finished or skipped (or the reaper gave up
   on): the audio service sends a stream's next partial only after it.
+- ``wait_ms``: how long that partial waited in the queue before a worker took it: the
+  load figure the audio service's partial pacer (:mod:`audio_service.pacer`) reads.
+- ``cdone:<seq>``: that candidate was answered or skipped; while one of the open
+  utterance's candidates is not, no partial is sent (its answer shows in the partial's place).
 
 Every write renews the key's expiry (``job_ttl_s + job_timeout_s``: as long as any job of
 the stream may still wait and run), so a stream's hash never outlives its jobs.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import redis
 
@@ -31,9 +37,20 @@ _LATEST = "latest"
 _DONE = "done"
 _CANCELLED = "cancelled"
 _REVOKED = "revoked:"
+_WAIT_MS = "wait_ms"
+_CANDIDATE_DONE = "cdone:"
 
 #: ``latest`` of a cancelled stream: above any seq it will ever have.
 _CANCELLED_SEQ = 2**62
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the audio service reads before it sends a stream's next partial (one round trip)."""
+
+    partials_done: int  # seq of the last partial finished or skipped (0: none)
+    partial_wait_s: float | None  # that partial's queue wait (None: not recorded)
+    candidate_done: bool  # the candidate asked about was answered or skipped (True: none asked)
 
 
 class StreamLedger:
@@ -78,6 +95,16 @@ class StreamLedger:
         done = self._redis.hget(stream_key(stream_id), _DONE)
         return int(done) if done is not None else 0
 
+    def progress(self, stream_id: str, candidate: int | None = None) -> Progress:
+        """The stream's partial pacing figures, and whether candidate ``candidate`` is done."""
+        fields = [_DONE, _WAIT_MS, _CANDIDATE_DONE + str(candidate if candidate is not None else 0)]
+        done, wait_ms, cdone = self._redis.hmget(stream_key(stream_id), fields)
+        return Progress(
+            int(done) if done is not None else 0,
+            int(wait_ms) / 1000 if wait_ms is not None and int(wait_ms) >= 0 else None,
+            candidate is None or cdone is not None,
+        )
+
     def is_cancelled(self, stream_id: str) -> bool:
         return self._redis.hget(stream_key(stream_id), _CANCELLED) is not None
 
@@ -98,8 +125,16 @@ class StreamLedger:
             return revoked is not None
         return job.kind == "partial" and latest is not None and int(latest) > job.seq
 
-    def mark_partial_done(self, job: TranscriptionJob) -> None:
-        """A partial was answered, skipped or lost: the stream may have its next one. Any
-        other job leaves the ledger alone."""
-        if job.kind == "partial" and job.stream_id is not None:
-            self._write(job.stream_id, {_DONE: job.seq})
+    def mark_partial_done(self, job: TranscriptionJob, waited_s: float | None = None) -> None:
+        """A partial was answered, skipped or lost: the stream may have its next one
+        (``waited_s``: its time in the queue, for the pacer). A candidate answered or
+        skipped is noted too (partials of its utterance wait for it); finals leave the
+        ledger alone."""
+        if job.stream_id is None:
+            return
+        if job.kind == "partial":
+            # -1: not known (the reaper gave it up), so an older partial's wait is not read as its
+            wait_ms = max(0, round(waited_s * 1000)) if waited_s is not None else -1
+            self._write(job.stream_id, {_DONE: job.seq, _WAIT_MS: wait_ms})
+        elif job.kind == "candidate":
+            self._write(job.stream_id, {_CANDIDATE_DONE + str(job.seq): 1})

@@ -13,7 +13,8 @@ utterance (``seq`` names the job whose result is its final: a confirmed candidat
 final job's); :class:`Stopped` once flushed; :class:`StreamError` when the audio cannot
 be decoded or the stream is refused. With ``speech_events``: :class:`SpeechStarted`,
 :class:`SpeechStopped` (stream time in ms), :class:`Cleared` (results of that utterance
-up to ``seq`` are void) and :class:`CommitEmpty` (a commit found no speech).
+up to ``seq`` are void) and :class:`CommitEmpty` (a commit found no speech). Under load:
+:class:`PartialsPaused` and :class:`PartialsResumed` (:mod:`audio_service.pacer`).
 
 The gateway closing the connection without ``stop`` means the client has gone.
 """
@@ -153,8 +154,27 @@ class CommitEmpty(_Message):
     type: Literal["commit_empty"] = "commit_empty"
 
 
+class PartialsPaused(_Message):
+    """The pool is loaded: no partials for now (finals go on)."""
+
+    type: Literal["partials_paused"] = "partials_paused"
+
+
+class PartialsResumed(_Message):
+    type: Literal["partials_resumed"] = "partials_resumed"
+
+
 StreamEvent = Annotated[
-    Started | FinalQueued | Stopped | StreamError | SpeechStarted | SpeechStopped | Cleared | CommitEmpty,
+    Started
+    | FinalQueued
+    | Stopped
+    | StreamError
+    | SpeechStarted
+    | SpeechStopped
+    | Cleared
+    | CommitEmpty
+    | PartialsPaused
+    | PartialsResumed,
     Field(discriminator="type"),
 ]
 

@@ -18,6 +18,7 @@ answered gets ``timeout``.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,8 @@ log = structlog.get_logger()
 
 #: Whisper's input window, seconds.
 WINDOW_S = 30.0
+#: A partial's encoder window holds its audio and at least this much after it.
+PARTIAL_WINDOW_PAD_S = 2.0
 
 
 def transcribe(payload: dict[str, Any]) -> None:
@@ -92,7 +95,7 @@ def _more(ctx: context.WorkerContext, job: TranscriptionJob) -> list[Taken]:
 def _skip(ctx: context.WorkerContext, taken: Taken) -> None:
     """Nobody wants it: a newer job exists, or the client has gone."""
     metrics.JOBS.labels(kind=taken.job.kind, outcome="skipped").inc()
-    _ledger(ctx).mark_partial_done(taken.job)
+    _ledger(ctx).mark_partial_done(taken.job, _waited(taken.job, time.time()))
     queue.settle(ctx.redis, taken.rq_id)
     queue.release(ctx.redis, taken)
 
@@ -106,9 +109,15 @@ class _Prepared:
     audio: np.ndarray
 
 
+def _waited(job: TranscriptionJob, started_at: float) -> float:
+    """A job's time in the queue (both clocks are wall clocks, the services' hosts in step)."""
+    return max(0.0, started_at - job.enqueued_at)
+
+
 def _handle(ctx: context.WorkerContext, batch: list[Taken]) -> None:
     ctx.info.busy = True
     metrics.BATCH_SIZE.observe(len(batch))
+    started_at = time.time()
     started = time.perf_counter()
     replies: dict[int, dict[str, Any]] = {}
     prepared: list[_Prepared] = []
@@ -137,7 +146,7 @@ def _handle(ctx: context.WorkerContext, batch: list[Taken]) -> None:
             replies.setdefault(i, _error_reply(ctx, taken.job, exc))
     finally:
         ctx.info.busy = False
-        _answer(ctx, batch, replies)
+        _answer(ctx, batch, replies, started_at)
 
 
 def _observe_cost(ctx: context.WorkerContext, job: TranscriptionJob, took_s: float) -> None:
@@ -147,12 +156,16 @@ def _observe_cost(ctx: context.WorkerContext, job: TranscriptionJob, took_s: flo
         ctx.costs.observe(job.kind, took_s, job.duration_s)
 
 
-def _answer(ctx: context.WorkerContext, batch: list[Taken], replies: dict[int, dict[str, Any]]) -> None:
+def _answer(
+    ctx: context.WorkerContext, batch: list[Taken], replies: dict[int, dict[str, Any]], started_at: float
+) -> None:
     """Publish every job's reply, retried through a Redis restart
     (:mod:`whisper_service.reply_publisher`); a reply that still cannot go out does not
     stop the others, and is raised afterwards so that the queue records the job as
     failed. Only a reply that went out settles its job (:func:`shared.queue.settle`):
-    one that did not is queued again by the audio service, which kept its audio."""
+    one that did not is queued again by the audio service, which kept its audio.
+    ``started_at``: when the batch started, so that each partial's queue wait is noted for
+    its stream's pacer (:mod:`audio_service.pacer`)."""
     failed: Exception | None = None
     for i, taken in enumerate(batch):
         job = taken.job
@@ -173,7 +186,7 @@ def _answer(ctx: context.WorkerContext, batch: list[Taken], replies: dict[int, d
                 if delivered:
                     queue.settle(ctx.redis, taken.rq_id)
                 queue.release(ctx.redis, taken)
-                _ledger(ctx).mark_partial_done(job)
+                _ledger(ctx).mark_partial_done(job, _waited(job, started_at))
     if failed is not None:
         raise failed
 
@@ -204,6 +217,11 @@ def decode_options(settings: Settings, job: TranscriptionJob) -> DecodeOptions:
     one_window = job.duration_s <= WINDOW_S
     no_times = job.timestamps is False and settings.file_timestamps == "auto" and one_window
     no_times = no_times and not job.word_timestamps
+    # A partial is replaced anyway: its encoder sees its own length plus a pad, not 30 s
+    # (bench/partial_window.py measured the cost and the text; README, "Partials").
+    least = settings.partial_window_s
+    window = min(WINDOW_S, max(least, math.ceil(job.duration_s + PARTIAL_WINDOW_PAD_S)))
+    window = window if partial and least > 0 else 0.0
     return DecodeOptions(
         language=job.language,
         task=job.task,
@@ -214,6 +232,7 @@ def decode_options(settings: Settings, job: TranscriptionJob) -> DecodeOptions:
         temperature=job.temperature,
         temperature_fallback=fallback,
         condition_on_previous_text=settings.condition_on_previous_text and not live,
+        encoder_window_s=window,
     )
 
 

@@ -49,6 +49,11 @@ class BrowserRenderer:
                 return [protocol.error(event.code, event.message, utterance_id=event.utterance_id)]
             case events.RecordingFailed():
                 return [protocol.error(event.code, event.message)]
+            case events.PartialsPaused():
+                # Named like the Redis states: a client switches on ``message`` or ``partials``.
+                return [protocol.status("partials_paused", partials=False, model=self.model)]
+            case events.PartialsResumed():
+                return [protocol.status("partials_resumed", partials=True, model=self.model)]
             case events.RecordingStopped():
                 # ``finals``: how many utterances were answered, so a client can tell it has them all.
                 return [

@@ -34,6 +34,10 @@ class DecodeOptions:
     #: The audio's first seconds are left context (the stream before a live utterance): the
     #: model hears them, and only the words whose middle lies after them are returned.
     emit_after_s: float = 0.0
+    #: >0: the encoder sees only this many seconds (the audio padded to them) instead of
+    #: Whisper's 30 s window: live partials, which are replaced anyway (README, "Partials").
+    #: Backends without a shorter encoder path (openai-whisper) ignore it.
+    encoder_window_s: float = 0.0
 
 
 @dataclass(frozen=True)
