@@ -2,7 +2,7 @@
 the speech fixtures' different voices (jfk, osr_us_000_0034, thorsten_*), alternating
 turns, with and without pauses; and the embedding time per audio second.
 
-    PYTHONPATH=$PWD .venv/bin/python -m bench.diarization
+    PYTHONPATH=$PWD .venv/bin/python -m bench.diarization [--share]
 
 The reference says who speaks where: a turn is the speech (same energy rule as the
 pipeline, on the clean clip alone) of the chunk taken from that speaker's recording.
@@ -116,9 +116,35 @@ def run_cases() -> list[dict[str, object]]:
     return out
 
 
+def worker_share(model: str = "tiny.en", threads: int = 2) -> dict[str, object]:
+    """Share of worker time spent on speakers for one file: the 3-speaker conversation
+    transcribed by the bundled model, then embedded and clustered, timed apart."""
+    from whisper_service.backends import DecodeOptions, load_transcriber
+
+    audio, _ = build_conversation(load_voices(), ["jfk", "osr", "thorsten"], turns=12)
+    asr = load_transcriber(model, device="cpu", compute_type="default", cpu_threads=threads)
+    enc = load_encoder()
+    asr.transcribe(audio[: 16000 * 5], DecodeOptions(language="en"))  # warm-up
+    t0 = time.perf_counter()
+    asr.transcribe(audio, DecodeOptions(language="en"))
+    t1 = time.perf_counter()
+    turns_from_windows(window_embeddings(audio, enc))
+    t2 = time.perf_counter()
+    return {
+        "audio_s": round(len(audio) / SAMPLE_RATE, 1),
+        "transcribe_s": round(t1 - t0, 3),
+        "speakers_s": round(t2 - t1, 3),
+        "speaker_share": round((t2 - t1) / (t2 - t0), 4),
+    }
+
+
 def main() -> None:
+    import sys
+
     for row in run_cases():
         print(json.dumps(row))
+    if "--share" in sys.argv:
+        print(json.dumps(worker_share()))
 
 
 if __name__ == "__main__":
