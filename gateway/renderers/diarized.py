@@ -1,0 +1,169 @@
+"""OpenAI's ``diarized_json`` (model ``gpt-4o-transcribe-diarize``) and its request fields.
+
+Pure: the transcript segments and the speaker turns come in, OpenAI's
+``TranscriptionDiarized`` shape goes out; the speaker fields of the multipart form are
+checked here so every bad value gets one clear OpenAI-shaped error. Not yet wired into
+``gateway/openai_api.py`` (the worker reply does not carry window embeddings yet).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.openai_errors import OpenAIError
+
+DIARIZE_MODEL = "gpt-4o-transcribe-diarize"
+MAX_KNOWN_SPEAKERS = 4  # OpenAI's documented limit
+MAX_REFERENCE_BYTES = 10 * 1024 * 1024
+_DATA_URL = re.compile(r"^data:(audio/[\w.+-]+);base64,(.*)$", re.DOTALL)
+
+Turn = tuple[float, float, str]
+
+
+@dataclass(frozen=True)
+class SpeakerRequest:
+    """The speaker fields of one request, checked."""
+
+    known_names: list[str]
+    references: list[bytes]
+    min_speakers: int | None
+    max_speakers: int | None
+
+
+def _hint(value: str | None, param: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise OpenAIError(
+            400, f"'{param}' must be an integer from 1 to 32", param=param, code="invalid_value"
+        ) from None
+    if not 1 <= n <= 32:
+        raise OpenAIError(
+            400, f"'{param}' must be an integer from 1 to 32", param=param, code="invalid_value"
+        )
+    return n
+
+
+def parse_speaker_fields(
+    names: Sequence[str], references: Sequence[str], min_speakers: str | None, max_speakers: str | None
+) -> SpeakerRequest:
+    """``known_speaker_names[]`` / ``known_speaker_references[]`` (data URLs of audio) and the
+    ``min_speakers``/``max_speakers`` hints; decoding the clips is the caller's (ffmpeg) step."""
+    if len(references) > len(names):
+        raise OpenAIError(
+            400,
+            "More known_speaker_references[] than known_speaker_names[]",
+            param="known_speaker_references",
+            code="invalid_value",
+        )
+    if len(names) != len(references):
+        raise OpenAIError(
+            400,
+            "Each known_speaker_names[] entry needs a known_speaker_references[] clip",
+            param="known_speaker_names",
+            code="invalid_value",
+        )
+    if len(names) > MAX_KNOWN_SPEAKERS:
+        raise OpenAIError(
+            400,
+            f"At most {MAX_KNOWN_SPEAKERS} known speakers",
+            param="known_speaker_names",
+            code="invalid_value",
+        )
+    if len(set(names)) != len(names) or any(not n.strip() for n in names):
+        raise OpenAIError(
+            400,
+            "known_speaker_names[] must be distinct and non-empty",
+            param="known_speaker_names",
+            code="invalid_value",
+        )
+    clips: list[bytes] = []
+    for i, ref in enumerate(references):
+        m = _DATA_URL.match(ref.strip())
+        if not m:
+            raise OpenAIError(
+                400,
+                f"known_speaker_references[{i}] is not an audio data URL (data:audio/...;base64,...)",
+                param="known_speaker_references",
+                code="invalid_value",
+            )
+        try:
+            clip = base64.b64decode(m.group(2), validate=True)
+        except (binascii.Error, ValueError):
+            raise OpenAIError(
+                400,
+                f"known_speaker_references[{i}] is not valid base64",
+                param="known_speaker_references",
+                code="invalid_value",
+            ) from None
+        if not clip or len(clip) > MAX_REFERENCE_BYTES:
+            raise OpenAIError(
+                400,
+                f"known_speaker_references[{i}] must be 1 byte to 10 MB of audio",
+                param="known_speaker_references",
+                code="invalid_value",
+            )
+        clips.append(clip)
+    lo, hi = _hint(min_speakers, "min_speakers"), _hint(max_speakers, "max_speakers")
+    if lo is not None and hi is not None and lo > hi:
+        raise OpenAIError(
+            400, "'min_speakers' is greater than 'max_speakers'", param="min_speakers", code="invalid_value"
+        )
+    return SpeakerRequest(list(names), clips, lo, hi)
+
+
+def check_reference_audio(index: int, seconds: float) -> None:
+    """A decoded reference clip must hold 1.2 to 10 s of audio (one embedding partial at least)."""
+    if seconds < 1.2 or seconds > 10.0:
+        raise OpenAIError(
+            400,
+            f"known_speaker_references[{index}] is {seconds:.1f} s long; clips must be 1.2 to 10 s",
+            param="known_speaker_references",
+            code="invalid_value",
+        )
+
+
+def _speaker_for(start: float, end: float, turns: Sequence[Turn]) -> str:
+    best, who = 0.0, ""
+    for s, e, w in turns:
+        ov = min(end, e) - max(start, s)
+        if ov > best:
+            best, who = ov, w
+    if who:
+        return who
+    if not turns:
+        return "A"
+    mid = (start + end) / 2
+    return min(turns, key=lambda t: min(abs(t[0] - mid), abs(t[1] - mid)))[2]
+
+
+def render_diarized_json(
+    segments: Sequence[tuple[float, float, str]], turns: Sequence[Turn], *, duration_s: float
+) -> dict[str, object]:
+    """OpenAI's TranscriptionDiarized: each transcript segment gets the speaker that overlaps
+    it most; consecutive segments keep their own ids (``seg_0``, ``seg_1``, ...)."""
+    out = []
+    for i, (start, end, text) in enumerate(segments):
+        out.append(
+            {
+                "type": "transcript.text.segment",
+                "id": f"seg_{i}",
+                "start": round(start, 3),
+                "end": round(end, 3),
+                "text": text.strip(),
+                "speaker": _speaker_for(start, end, turns),
+            }
+        )
+    return {
+        "task": "transcribe",
+        "duration": round(duration_s, 3),
+        "text": " ".join(s["text"] for s in out if s["text"]),
+        "segments": out,
+        "usage": {"type": "duration", "seconds": round(duration_s, 3)},
+    }

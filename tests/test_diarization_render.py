@@ -1,0 +1,60 @@
+"""diarized_json rendering and the speaker form fields, judged by the openai SDK's own type."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from openai.types.audio import TranscriptionDiarized
+
+from gateway.openai_errors import OpenAIError
+from gateway.renderers.diarized import check_reference_audio, parse_speaker_fields, render_diarized_json
+
+
+def test_sdk_type_parses_the_rendering_with_speakers_by_overlap() -> None:
+    body = render_diarized_json(
+        [(0.0, 2.0, " Hello there."), (2.1, 4.0, " Hi."), (4.2, 6.0, " Bye.")],
+        [(0.0, 2.05, "agent"), (2.05, 4.1, "A"), (4.1, 6.0, "agent")],
+        duration_s=6.0,
+    )
+    parsed = TranscriptionDiarized.model_validate(body)
+    assert [s.speaker for s in parsed.segments] == ["agent", "A", "agent"]
+    assert parsed.text == "Hello there. Hi. Bye."
+    assert parsed.segments[0].type == "transcript.text.segment"
+
+
+def _url(data: bytes = b"RIFF....WAVE") -> str:
+    return "data:audio/wav;base64," + base64.b64encode(data).decode()
+
+
+def test_speaker_fields_parse() -> None:
+    req = parse_speaker_fields(["agent"], [_url()], "1", "3")
+    assert req.known_names == ["agent"] and req.references == [b"RIFF....WAVE"]
+    assert (req.min_speakers, req.max_speakers) == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("names", "refs", "lo", "hi", "param"),
+    [
+        (["a"], [_url(), _url()], None, None, "known_speaker_references"),
+        (["a", "b"], [_url()], None, None, "known_speaker_names"),
+        (["a"], ["https://example.com/x.wav"], None, None, "known_speaker_references"),
+        (["a"], ["data:audio/wav;base64,@@@"], None, None, "known_speaker_references"),
+        (["a"], ["data:text/plain;base64,aGk="], None, None, "known_speaker_references"),
+        ([], [], "0", None, "min_speakers"),
+        ([], [], None, "many", "max_speakers"),
+        ([], [], "3", "2", "min_speakers"),
+    ],
+)
+def test_bad_speaker_fields_get_openai_errors(
+    names: list[str], refs: list[str], lo: str | None, hi: str | None, param: str
+) -> None:
+    with pytest.raises(OpenAIError) as err:
+        parse_speaker_fields(names, refs, lo, hi)
+    assert err.value.status == 400 and err.value.param == param and err.value.code == "invalid_value"
+
+
+def test_reference_clip_too_short() -> None:
+    with pytest.raises(OpenAIError, match=r"1\.2 to 10 s"):
+        check_reference_audio(0, 0.5)
+    check_reference_audio(0, 3.0)
