@@ -43,3 +43,16 @@ ensure_openai_extra() {
     echo "WARNING: the [openai] extra could not be installed; the openai-whisper tests will be skipped" >&2
   fi
 }
+
+# Speaker labels (extra "[diarize]") read only the voice-encoder weights inside the
+# resemblyzer wheel; its own imports (webrtcvad, librosa) are never used, so it is
+# installed without its dependencies (torch comes with ensure_openai_extra). A failure is
+# not fatal: the speaker-model tests then skip and say why.
+ensure_diarize_extra() {
+  if .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('resemblyzer') is None)" 2>/dev/null; then
+    return 0
+  fi
+  echo "Installing resemblyzer (its bundled voice-encoder weights, --no-deps) into .venv…"
+  .venv/bin/python -m pip install --quiet --no-deps "resemblyzer>=0.1.4" \
+    || echo "WARNING: resemblyzer could not be installed; the speaker-model tests will be skipped" >&2
+}

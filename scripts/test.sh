@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 ensure_venv "[test]"
 ensure_openai_extra
+ensure_diarize_extra
 
 redis_url="${S2T_REDIS_URL:-redis://127.0.0.1:6379/0}"
 redis_pid=""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,11 @@ from whisper_service.speakers.embedding import load_encoder
 from whisper_service.speakers.pipeline import merge, turns_from_windows, window_embeddings
 
 pytestmark = pytest.mark.slow
+# scripts/test.sh installs both (ensure_openai_extra, ensure_diarize_extra); say why if not.
+# (resemblyzer itself is never imported: only its wheel's weights file is read.)
+for _needed in ("torch", "resemblyzer"):
+    if importlib.util.find_spec(_needed) is None:
+        pytest.skip(f"{_needed} is not installed (scripts/_venv.sh)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
