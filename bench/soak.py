@@ -37,6 +37,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -112,7 +113,10 @@ def summarise_recording(messages: list[dict[str, Any]]) -> dict[str, Any]:
     ]
     ids = [m["utterance_id"] for m in answers]
     distinct = list(dict.fromkeys(ids))
-    indices = [int(i.rsplit("-u", 1)[1]) for i in distinct]
+    # Live utterance ids end in -u<index>; any other id (none is expected) is kept out of
+    # the order check and named, rather than failing the whole recording's count.
+    indices = [int(i.rsplit("-u", 1)[1]) for i in distinct if i.rsplit("-u", 1)[-1].isdigit()]
+    odd_ids = [i for i in distinct if not i.rsplit("-u", 1)[-1].isdigit() or "-u" not in i]
     stopped = next((m for m in messages if m.get("type") == "status" and m.get("recording") is False), None)
     ended_by = next((m for m in messages if m.get("type") == "error" and not m.get("utterance_id")), None)
     accepted = int(stopped["finals"]) if stopped and "finals" in stopped else len(distinct)
@@ -127,6 +131,7 @@ def summarise_recording(messages: list[dict[str, Any]]) -> dict[str, Any]:
         "ended_by": ended_by["code"] if ended_by else None,
         "stopped": stopped is not None,
         "text": " ".join(m["transcript"] for m in answers if m.get("type") == "transcript"),
+        "odd_ids": odd_ids,
     }
 
 
@@ -183,6 +188,7 @@ class LiveClient:
                 self.record(fixture)
             except Exception as exc:  # a connection refused while the gateway restarts, say
                 self.tally.error(f"client:{type(exc).__name__}")
+                print(f"soak: live client: {exc!r}", file=sys.stderr)
                 time.sleep(1.0)
 
     def record(self, fixture: str) -> None:
@@ -269,6 +275,9 @@ class LiveClient:
         summary = summarise_recording(messages)
         for code in summary["errors"]:
             self.tally.error(code)
+        for odd in summary["odd_ids"]:
+            self.tally.error("odd_utterance_id")
+            print(f"soak: an answer with utterance id {odd!r}", file=sys.stderr)
         self.tally.add(
             recordings=1,
             recordings_ended_by_error=int(summary["ended_by"] is not None),

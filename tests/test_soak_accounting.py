@@ -47,3 +47,10 @@ def test_a_recording_ended_by_an_error_is_told_not_lost() -> None:
     error = {"type": "error", "code": "audio_service_unavailable", "message": "start again"}
     summary = summarise_recording([final(0), error])
     assert (summary["ended_by"], summary["lost"], summary["accepted"]) == ("audio_service_unavailable", 0, 1)
+
+
+def test_an_utterance_id_of_another_shape_is_named_not_fatal() -> None:
+    """The compose soak once lost three recordings' counts to an IndexError here."""
+    messages = [final(1), {"type": "error", "code": "timeout", "utterance_id": "odd"}, stopped(2)]
+    summary = summarise_recording(messages)
+    assert summary["odd_ids"] == ["odd"] and summary["delivered"] == 2 and summary["lost"] == 0
