@@ -25,6 +25,9 @@ class SegmenterOptions:
     pause_s: float = 0.5  # a pause this long ends the utterance (inf: only flush ends one)
     max_utterance_s: float = 20.0  # longer speech is cut here (and goes on in a new utterance)
     min_speech_s: float = 0.25  # less speech than this in an utterance is noise, dropped
+    #: ...unless a client's commit ends it: the client has said this audio is a turn (a
+    #: short word, "yes"); the VAD gate still keeps a lone blip and silence out.
+    min_commit_speech_s: float = 0.064
     preroll_s: float = 0.3  # audio kept before speech onset (soft onsets, plosives)
     tail_s: float = 0.2  # audio kept after the last speech window
     partial_every_s: float = 1.0  # a partial snapshot after each second of new speech audio
@@ -137,8 +140,15 @@ class Segmenter:
         return out
 
     def flush_events(self) -> list[Event]:
-        """End of stream (or a client's commit): the open utterance becomes final."""
+        """End of stream: the open utterance becomes final."""
         return self._end(self._utt_start + self._utt_len) if self._utterance else []
+
+    def commit_events(self) -> list[Event]:
+        """A client's commit: the open utterance becomes final when the VAD found at least
+        ``min_commit_speech_s`` of speech in it (less: no final, the commit has no words)."""
+        if not self._utterance:
+            return []
+        return self._end(self._utt_start + self._utt_len, min_speech_s=self.options.min_commit_speech_s)
 
     def clear(self) -> SpeechEvent | None:
         """Drop the open utterance unsent (a client's ``input_audio_buffer.clear``); the
@@ -194,8 +204,9 @@ class Segmenter:
             confirms_candidate=confirms,
         )
 
-    def _end(self, end: int, continues: bool = False) -> list[Event]:
-        enough = self._speech_windows * WINDOW >= self.options.min_speech_s * SAMPLE_RATE
+    def _end(self, end: int, continues: bool = False, min_speech_s: float | None = None) -> list[Event]:
+        least = self.options.min_speech_s if min_speech_s is None else min_speech_s
+        enough = self._speech_windows * WINDOW >= least * SAMPLE_RATE
         confirms = self._candidate_for == self._last_speech_end and not continues
         stopped = SpeechEvent("speech_stopped", self._count, end, kept=enough)
         result: list[Event] = [stopped]

@@ -200,7 +200,7 @@ class LiveStream:
 
     async def _control(self, control: StreamControl) -> None:
         if isinstance(control, Commit):
-            events = self.segmenter.flush_events()
+            events = self.segmenter.commit_events()
             if not any(isinstance(e, Utterance) for e in events):
                 await self._send(CommitEmpty())
             await self._dispatch(events)

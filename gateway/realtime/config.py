@@ -40,12 +40,36 @@ class TurnDetection:
 
 
 @dataclass(frozen=True)
+class ModelDefaults:
+    """What OpenAI's published session types say a transcription model takes
+    (``openai.types.realtime``): ``gpt-realtime-whisper`` serves client-side turns only
+    ("turn detection must be set to null; VAD is not supported") and takes no prompt."""
+
+    server_vad: bool = True  # turn detection when the client names none
+    vad_allowed: bool = True  # False: a client's server_vad/semantic_vad is refused
+    prompt: bool = True  # False: a prompt is not applied (echoed null)
+
+
+MODEL_DEFAULTS: dict[str, ModelDefaults] = {
+    "gpt-realtime-whisper": ModelDefaults(server_vad=False, vad_allowed=False, prompt=False),
+}
+#: Every other name (the other OpenAI names, and our own models): OpenAI's default session.
+OTHER_MODELS = ModelDefaults()
+
+
+def model_defaults(model: str) -> ModelDefaults:
+    return MODEL_DEFAULTS.get(model, OTHER_MODELS)
+
+
+@dataclass(frozen=True)
 class TranscriptionConfig:
     model: str  # as the client named it
     language: str | None = None
     prompt: str | None = None
     format: str = PCM16_24K
     turn_detection: TurnDetection | None = TurnDetection()
+    #: The client set ``turn_detection`` itself; until it does, the model's default applies.
+    explicit_turn_detection: bool = False
 
     def served_model(self, default_model: str) -> str:
         return default_model if self.model in OPENAI_MODEL_NAMES else self.model
@@ -99,13 +123,14 @@ class TranscriptionConfig:
 def default_config(query_model: str | None, default_model: str) -> TranscriptionConfig:
     """The session before any update: the URL's ``model`` when it names one of ours
     (realtime URLs usually name a realtime model such as ``gpt-realtime``: ignored)."""
+    model = default_model
     if query_model:
         try:
             validate_request(query_model, None, "transcribe")
-            return TranscriptionConfig(model=query_model)
+            model = query_model
         except ProtocolError:
             pass
-    return TranscriptionConfig(model=default_model)
+    return _model_rules(TranscriptionConfig(model=model))
 
 
 def apply_ga_update(config: TranscriptionConfig, session: Any, default_model: str) -> TranscriptionConfig:
@@ -157,7 +182,30 @@ def _apply(
     if "turn_detection" in fields:
         turn_detection = fields["turn_detection"]
         changes["turn_detection"] = _turn_detection(turn_detection, f"{param}.turn_detection", config)
-    return _checked(dataclasses.replace(config, **changes), default_model)
+        changes["explicit_turn_detection"] = True
+    updated = _model_rules(dataclasses.replace(config, **changes), f"{param}.turn_detection")
+    return _checked(updated, default_model)
+
+
+def _model_rules(
+    config: TranscriptionConfig, param: str = "session.audio.input.turn_detection"
+) -> TranscriptionConfig:
+    """The model's defaults (:data:`MODEL_DEFAULTS`) on what the client left unset, and its
+    limits on what it set: what the session then echoes is what is applied."""
+    rules = model_defaults(config.model)
+    if config.explicit_turn_detection:
+        if config.turn_detection is not None and not rules.vad_allowed:
+            raise ConfigError(
+                "invalid_value",
+                f"Turn detection must be null for {config.model}: it serves client-side turns only "
+                "(send input_audio_buffer.commit)",
+                param,
+            )
+    else:
+        config = dataclasses.replace(config, turn_detection=TurnDetection() if rules.server_vad else None)
+    if config.prompt is not None and not rules.prompt:
+        config = dataclasses.replace(config, prompt=None)  # not supported by that model: not applied
+    return config
 
 
 # --- pieces ----------------------------------------------------------------------------

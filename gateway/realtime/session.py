@@ -33,6 +33,7 @@ from gateway.renderers.realtime import RealtimeRenderer
 from gateway.ws import serve
 from shared import metrics, protocol
 from shared import stream_protocol as sp
+from shared.audio_format import PCM16_24K
 from shared.protocol import ErrorCode, ProtocolError, loads_untrusted
 
 log = structlog.get_logger()
@@ -48,6 +49,21 @@ CLIENT_EVENTS = (
     "input_audio_buffer.clear",
     RESUME_EVENT,
 )
+#: OpenAI refuses a commit only below this much uncommitted audio; any more makes an item.
+MIN_COMMIT_MS = 100
+
+
+def bytes_per_ms(fmt: str) -> int:
+    """Input bytes per millisecond: 24 kHz PCM16 (48), G.711 at 8 kHz (8)."""
+    return 48 if fmt == PCM16_24K else 8
+
+
+def commit_empty_message(buffered_ms: float) -> str:
+    """OpenAI's own wording, so clients that match on it keep working."""
+    return (
+        "Error committing input audio buffer: buffer too small. Expected at least "
+        f"{MIN_COMMIT_MS}ms of audio, but buffer only has {buffered_ms:.2f}ms of audio."
+    )
 
 
 class RealtimeProtocol:
@@ -65,12 +81,30 @@ class RealtimeProtocol:
         #: A stream refused ``busy`` is asked for again by the first append after this
         #: (monotonic); the audio appended before it is dropped, as the error said.
         self._refused_until = 0.0
+        #: Milliseconds appended since the last commit or clear (OpenAI's input buffer);
+        #: with server VAD its own commits (an utterance queued) empty it too.
+        self._uncommitted_ms = 0.0
 
     async def opened(self) -> None:
         self.conn.push(rt.event("session.created", session=self.config.ga_session()))
 
     def render(self, event: events.Event) -> list[dict[str, Any]]:
-        return self.renderer.render(event)
+        if isinstance(event, events.UtteranceQueued) and self.config.turn_detection is not None:
+            self._uncommitted_ms = 0.0  # server VAD committed the buffer
+        out = self.renderer.render(event)
+        for server_event in out:
+            if server_event["type"] == "error":
+                error = server_event["error"]
+                log.warning(
+                    "realtime_error",
+                    code=error.get("code"),
+                    error_type=error.get("type"),
+                    event_id=server_event["event_id"],
+                    client_event_id=error.get("event_id"),
+                    param=error.get("param"),
+                    message=error.get("message"),
+                )
+        return out
 
     def rate_exempt(self, message: dict[str, Any]) -> bool:
         """Audio appends are the stream itself, so (like ``/ws`` binary frames while
@@ -116,14 +150,18 @@ class RealtimeProtocol:
                 await self._reconfigure(apply_beta_update(self.config, message.get("session"), default_model))
                 self.conn.push(rt.event("transcription_session.updated", session=self.config.beta_session()))
             case "input_audio_buffer.commit":
-                if (recording := self.conn.live_recording) is None:
+                recording = self.conn.live_recording
+                if recording is None or self._uncommitted_ms < MIN_COMMIT_MS:
+                    # the buffer stays as it was (as OpenAI's): more audio and a commit go on
                     raise ConfigError(
-                        "input_audio_buffer_commit_empty", "Nothing to commit: the audio buffer is empty"
+                        "input_audio_buffer_commit_empty", commit_empty_message(self._uncommitted_ms)
                     )
+                self._uncommitted_ms = 0.0
                 await recording.control(sp.Commit())
             case "x_session.resume":
                 await self._resume(message)
             case "input_audio_buffer.clear":
+                self._uncommitted_ms = 0.0
                 if (recording := self.conn.live_recording) is not None:
                     await recording.control(sp.Clear())
                 self.conn.push(rt.event("input_audio_buffer.cleared"))
@@ -163,6 +201,7 @@ class RealtimeProtocol:
                     self._refused_until = time.monotonic() + exc.retry_after_s
                 raise
         await recording.feed(data)
+        self._uncommitted_ms += len(data) / bytes_per_ms(self.config.format)
 
     async def _start(self) -> Recording:
         """The stream opens with the first audio, with the settings in force then."""

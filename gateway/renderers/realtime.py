@@ -5,6 +5,8 @@
 - an utterance queued → ``input_audio_buffer.committed`` and ``conversation.item.added``, once per item
 - partial text → ``conversation.item.input_audio_transcription.delta`` (see :mod:`gateway.realtime.deltas`)
 - final text → the last ``delta``, ``...completed``, ``conversation.item.done``
+- a commit whose audio held no speech (``CommitEmpty``; the gateway already refused one
+  of under 100 ms) → an item of its own, ``completed`` with an empty transcript, as OpenAI's
 - an utterance failed → ``...failed``; any other error → ``error``
 - Redis lost → ``error`` ``redis_unavailable``; recording and file statuses have no counterpart
 - with ``resumable`` (our extension, asked for in the URL): the recording's resume
@@ -87,12 +89,7 @@ class RealtimeRenderer:
                 self.deltas.forget(self._items.pop(event.index, ""))
                 return []
             case events.CommitEmpty():
-                return [
-                    rt.error(
-                        "input_audio_buffer_commit_empty",
-                        "Nothing to commit: no speech since the last commit",
-                    )
-                ]
+                return self._empty_item()
             case events.PartialText():
                 return self._partial(event)
             case events.FinalText():
@@ -145,6 +142,29 @@ class RealtimeRenderer:
                 item=rt.user_item(item_id, None, "completed"),
                 previous_item_id=self._last_item,
             ),
+        ]
+        self._last_item = item_id
+        return out
+
+    def _empty_item(self) -> list[dict[str, Any]]:
+        """A committed buffer without speech: an item like any other, whose transcript is
+        empty (the VAD gate keeps the model from inventing words from silence)."""
+        item_id = rt.new_id("item")
+        out = [
+            rt.event("input_audio_buffer.committed", item_id=item_id, previous_item_id=self._last_item),
+            rt.event(
+                "conversation.item.added",
+                item=rt.user_item(item_id, None, "completed"),
+                previous_item_id=self._last_item,
+            ),
+            rt.event(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=item_id,
+                content_index=0,
+                transcript="",
+                usage={"type": "duration", "seconds": 0.0},
+            ),
+            rt.event("conversation.item.done", item=rt.user_item(item_id, "", "completed")),
         ]
         self._last_item = item_id
         return out
