@@ -133,8 +133,11 @@ class RealtimeRenderer:
         """``committed`` and ``conversation.item.added`` once per item, before its results."""
         if index in self._committed:
             return []
-        item_id = self._item(index)
         self._committed.add(index)
+        return self._announce(self._item(index))
+
+    def _announce(self, item_id: str) -> list[dict[str, Any]]:
+        """The pair every item opens with, chained after the previous item."""
         out = [
             rt.event("input_audio_buffer.committed", item_id=item_id, previous_item_id=self._last_item),
             rt.event(
@@ -150,13 +153,8 @@ class RealtimeRenderer:
         """A committed buffer without speech: an item like any other, whose transcript is
         empty (the VAD gate keeps the model from inventing words from silence)."""
         item_id = rt.new_id("item")
-        out = [
-            rt.event("input_audio_buffer.committed", item_id=item_id, previous_item_id=self._last_item),
-            rt.event(
-                "conversation.item.added",
-                item=rt.user_item(item_id, None, "completed"),
-                previous_item_id=self._last_item,
-            ),
+        return [
+            *self._announce(item_id),
             rt.event(
                 "conversation.item.input_audio_transcription.completed",
                 item_id=item_id,
@@ -166,8 +164,6 @@ class RealtimeRenderer:
             ),
             rt.event("conversation.item.done", item=rt.user_item(item_id, "", "completed")),
         ]
-        self._last_item = item_id
-        return out
 
     def _partial(self, event: events.PartialText) -> list[dict[str, Any]]:
         item_id = self._items.get(event.index)
