@@ -120,21 +120,32 @@ def realtime_refusal(stack: Stack) -> tuple[dict[str, Any], float]:
         return event, took
 
 
+@contextlib.contextmanager
+def holding_a_place(stack: Stack, fixture_id: str, timeout: float) -> Iterator[dict[str, Any]]:
+    """A /ws stream of the fixture in real time, in a thread, holding one live place:
+    the block runs once it is admitted; its ``LiveResult`` is under ``"result"`` after."""
+    item = manifest()[fixture_id]
+    chunks = chunk_stream(fixture_webm(fixture_id), item["duration_s"])
+    held: dict[str, Any] = {}
+
+    def run() -> None:
+        with connect(stack.ws_url) as ws:
+            held["result"] = stream_live(ws, chunks, timeout=timeout)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_for_streams(stack, 1)
+        yield held
+    finally:
+        thread.join(timeout + 30)
+
+
 def test_second_stream_is_busy_at_once_first_keeps_transcribing_then_a_new_one_is_admitted(
     capped: Stack,
 ) -> None:
     jfk = manifest()["jfk"]
-    chunks = chunk_stream(fixture_webm("jfk"), jfk["duration_s"])
-    first: dict[str, Any] = {}
-
-    def run_first() -> None:
-        with connect(capped.ws_url) as ws:
-            first["result"] = stream_live(ws, chunks, timeout=90)
-
-    thread = threading.Thread(target=run_first)
-    thread.start()
-    try:
-        wait_for_streams(capped, 1)
+    with holding_a_place(capped, "jfk", timeout=90) as first:
         with connect(capped.ws_url) as ws:
             refused, took = start(ws)
             assert refused["type"] == "error" and refused["code"] == "busy", refused
@@ -148,8 +159,6 @@ def test_second_stream_is_busy_at_once_first_keeps_transcribing_then_a_new_one_i
         assert event["type"] == "error", event
         assert event["error"]["code"] == "busy" and event["error"]["type"] == "rate_limit_error", event
         assert event["error"]["retry_after_s"] > 0 and took < 1.0
-    finally:
-        thread.join(120)
 
     messages = first["result"].messages
     assert not [m for m in messages if m.get("type") == "error"], messages
@@ -186,22 +195,12 @@ def test_deepgram_and_whisperlive_clients_hear_busy_in_their_own_shapes(
     capped: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """With the one place taken, the Deepgram SDK reads an ``Error`` frame with variant
-    ``busy`` and a close 1013 (try again later) within a second, and WhisperLive's own
+    ``BUSY`` and a close 1013 (try again later) within a second, and WhisperLive's own
     client reads ``WAIT`` and stops; the stream holding the place is untouched."""
     from tests.test_whisperlive import run_client
 
     osr = manifest()["osr_us_000_0034"]  # 35 s: long enough for both clients to ask
-    chunks = chunk_stream(fixture_webm("osr_us_000_0034"), osr["duration_s"])
-    first: dict[str, Any] = {}
-
-    def run_first() -> None:
-        with connect(capped.ws_url) as ws:
-            first["result"] = stream_live(ws, chunks, timeout=120)
-
-    thread = threading.Thread(target=run_first)
-    thread.start()
-    try:
-        wait_for_streams(capped, 1)
+    with holding_a_place(capped, "osr_us_000_0034", timeout=120) as first:
         messages, code, took = deepgram_refusal(capped)
         errors = [m for m in messages if getattr(m, "type", None) == "Error"]
         assert [(e.variant, e.code) for e in errors] == [("BUSY", "busy")], messages
@@ -212,8 +211,6 @@ def test_deepgram_and_whisperlive_clients_hear_busy_in_their_own_shapes(
         # WhisperLive's own server's WAIT) as final: no reconnect, no transcript.
         assert "Server is full" in waited["printed"], waited["printed"]
         assert "Reconnecting" not in waited["printed"] and waited["transcript"] == [], waited
-    finally:
-        thread.join(150)
 
     held = first["result"].messages
     assert not [m for m in held if m.get("type") == "error"], held
