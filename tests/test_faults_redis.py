@@ -6,6 +6,7 @@ error. Real Redis processes, real ffmpeg, the real tiny.en on real speech."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -279,6 +280,24 @@ def test_under_up_a_file_and_a_live_stream_survive_the_embedded_redis_killed(tmp
         with connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as ws:
             _file_through_fault(ws, kill_redis)
             _live_through_fault(ws, kill_redis)
+        # A file sent the moment up has started its new, empty Redis (no heartbeat in it yet).
+        killed = _embedded_redis(up).pid
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "up did not restart its Redis"
+            with contextlib.suppress(psutil.Error, AssertionError):
+                if _embedded_redis(up).pid != killed:
+                    break
+            time.sleep(0.05)
+        response = httpx.post(
+            f"{base}/v1/audio/transcriptions",
+            files={"file": ("jfk.flac", fixture_bytes("jfk"))},
+            data={"model": "whisper-1", "language": "en"},
+            timeout=120,
+        )
+        assert response.status_code == 200, response.text
+        assert wer(manifest()["jfk"]["reference"], response.json()["text"]) <= 0.1, response.text
         assert proc.poll() is None  # up kept serving
     finally:
         proc.send_signal(signal.SIGTERM)
