@@ -98,6 +98,11 @@ class PartialText:
     def text(self) -> str:
         return str(self.message.get("transcript") or "").strip()
 
+    @property
+    def seconds(self) -> float:
+        """How much audio the partial read (its words' places are estimated from it)."""
+        return max(0.0, float(self.message.get("end") or 0.0) - float(self.message.get("start") or 0.0))
+
 
 @dataclass(frozen=True)
 class FinalText:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI
 
-from gateway.realtime.deltas import DeltaTracker
 from tests.conftest import API_KEY, Stack
 from tests.helpers import ffmpeg_convert, fixture_bytes, manifest, normalize, wer
 
@@ -249,21 +248,6 @@ async def test_api_key_by_bearer_header(api_stack: Stack, key: str) -> None:
         return
     async with connection as conn:
         assert (await conn.recv()).type == "session.created"
-
-
-def test_deltas_hold_back_the_cut_word_and_never_contradict_sent_text() -> None:
-    tracker = DeltaTracker()
-    assert tracker.partial("a", "What") is None  # a lone word may be cut mid-word
-    assert tracker.partial("a", "What your coun") == "What your"
-    assert tracker.partial("a", "what your, country can do") == " country can"
-    assert tracker.final("a", "What your country can do for you.") == " do for you."
-    # a revision contradicting sent words sends nothing more; completed carries the text
-    assert tracker.partial("b", "ask not what") == "ask not"
-    assert tracker.partial("b", "ask now what your") is None
-    assert tracker.final("b", "Ask now what your country") is None
-    # a candidate final covers the utterance up to its pause: no word is cut, all may go
-    assert tracker.partial("c", "And so my fellow Americans.", whole=True) == "And so my fellow Americans."
-    assert tracker.final("c", "And so my fellow Americans.") is None
 
 
 @pytest.mark.slow

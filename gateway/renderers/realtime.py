@@ -181,7 +181,7 @@ class RealtimeRenderer:
             item_id = self._item(event.index)  # no speech events without VAD: name it now
         if item_id is None:
             return []  # its audio was cleared
-        delta = self.deltas.partial(item_id, event.text, whole=event.whole)
+        delta = self.deltas.partial(item_id, event.text, whole=event.whole, seconds=event.seconds)
         return [] if delta is None else [self._delta(item_id, delta)]
 
     def _final(self, event: events.FinalText) -> list[dict[str, Any]]:
