@@ -100,7 +100,8 @@ class PartialText:
 
     @property
     def seconds(self) -> float:
-        """How much audio the partial read (its words' places are estimated from it)."""
+        """The span the partial's words cover (its segments' start to end, on the stream's
+        timeline): what :mod:`gateway.realtime.deltas` places its words in."""
         return max(0.0, float(self.message.get("end") or 0.0) - float(self.message.get("start") or 0.0))
 
 

@@ -56,7 +56,9 @@ class DeltaTracker:
     def partial(self, item_id: str, text: str, *, whole: bool = False, seconds: float = 0.0) -> str | None:
         """The delta a new partial allows (None: nothing new, or it contradicts sent text).
         ``whole``: the text covers the utterance up to a pause (a candidate final), so no
-        word is cut off and all of it may go. ``seconds``: how much audio the partial read."""
+        word is cut off and all of it may go. ``seconds``: the span its words cover (the
+        bench passes the snapshot's length; the service, the segments' span, which is no
+        longer, so it is at least as cautious)."""
         words = text.split()
         if whole:
             return self._advance(item_id, words)
