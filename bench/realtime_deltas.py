@@ -12,8 +12,8 @@ Printed, over all items:
 
 - deltas per item (mean);
 - how early: stream seconds between a delta's snapshot and the item's final (median; a
-  candidate's delta is early by the pause confirmation), and the share of the final's
-  words sent before the final;
+  candidate's delta is early by the pause confirmation), the share of the final's
+  words sent before the final, and the share sent by partials (while speech went on);
 - contradicted: the share of items whose ``completed`` transcript differs (without case
   and punctuation) from the concatenated deltas.
 
@@ -64,6 +64,7 @@ def main() -> None:
     early_words = 0
     final_words = 0
     contradicted = 0
+    partial_words = 0  # sent by partials, before the pause: the live part
     for fixture_id, entry in manifest().items():
         if entry["language"] != "en":
             continue
@@ -97,14 +98,19 @@ def main() -> None:
             text = transcribe(snap.audio, final=snap.kind == "candidate")
             if snap.kind == "candidate":
                 candidate_text[snap.index] = text
-            delta = tracker.partial(item, text, whole=snap.kind == "candidate")
+            delta = tracker.partial(
+                item, text, whole=snap.kind == "candidate", seconds=snap.end_s - snap.start_s
+            )
             if delta is not None:
                 sent.setdefault(snap.index, []).append((delta, emitted))
+                if snap.kind == "partial":
+                    partial_words += len(_words(delta))
     print(f"items: {items}")
     print(f"deltas per item (mean): {statistics.mean(deltas_per_item):.2f}")
     median_early = statistics.median(early_s) if early_s else 0.0
     print(f"deltas before the final: {len(early_s)}, median {median_early:.2f} s of stream before it")
     print(f"final's words sent before the final: {early_words / max(1, final_words):.1%}")
+    print(f"final's words sent by partials (before the pause): {partial_words / max(1, final_words):.1%}")
     print(f"items whose completed differs from the concatenated deltas: {contradicted}/{items}")
 
 

@@ -98,6 +98,12 @@ class PartialText:
     def text(self) -> str:
         return str(self.message.get("transcript") or "").strip()
 
+    @property
+    def seconds(self) -> float:
+        """The span the partial's words cover (its segments' start to end, on the stream's
+        timeline): what :mod:`gateway.realtime.deltas` places its words in."""
+        return max(0.0, float(self.message.get("end") or 0.0) - float(self.message.get("start") or 0.0))
+
 
 @dataclass(frozen=True)
 class FinalText:

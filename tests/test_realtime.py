@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI
 
-from gateway.realtime.deltas import DeltaTracker
 from tests.conftest import API_KEY, Stack
 from tests.helpers import ffmpeg_convert, fixture_bytes, manifest, normalize, wer
 
 RATE = 24000
 CHUNK_S = 0.1
+COMPLETED = "conversation.item.input_audio_transcription.completed"
 VAD = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
 
 
@@ -250,21 +250,6 @@ async def test_api_key_by_bearer_header(api_stack: Stack, key: str) -> None:
         assert (await conn.recv()).type == "session.created"
 
 
-def test_deltas_hold_back_the_cut_word_and_never_contradict_sent_text() -> None:
-    tracker = DeltaTracker()
-    assert tracker.partial("a", "What") is None  # a lone word may be cut mid-word
-    assert tracker.partial("a", "What your coun") == "What your"
-    assert tracker.partial("a", "what your, country can do") == " country can"
-    assert tracker.final("a", "What your country can do for you.") == " do for you."
-    # a revision contradicting sent words sends nothing more; completed carries the text
-    assert tracker.partial("b", "ask not what") == "ask not"
-    assert tracker.partial("b", "ask now what your") is None
-    assert tracker.final("b", "Ask now what your country") is None
-    # a candidate final covers the utterance up to its pause: no word is cut, all may go
-    assert tracker.partial("c", "And so my fellow Americans.", whole=True) == "And so my fellow Americans."
-    assert tracker.final("c", "And so my fellow Americans.") is None
-
-
 @pytest.mark.slow
 async def test_beta_client_with_g711_mulaw(stack: Stack) -> None:
     """The package's beta client (``transcription_session.update``) and telephone audio:
@@ -313,3 +298,62 @@ async def test_clear_drops_uncommitted_audio(stack: Stack) -> None:
     text = normalize(completed[0].transcript)
     assert "gold ring" in text and "americans" not in text, text
     assert not run.of("error")
+
+
+async def commit_and_wait(conn: Any, audio: bytes, event_id: str | None = None) -> tuple[Run, float]:
+    """Append ``audio`` at once, commit it, and collect events until the commit is answered
+    (its item done or ``failed``, or an ``error``); with the seconds from sending the
+    commit to its answer (``completed``, ``failed`` or ``error``)."""
+    for at in range(0, len(audio), int(RATE * 2 * CHUNK_S)):
+        await conn.input_audio_buffer.append(audio=_b64(audio[at : at + int(RATE * 2 * CHUNK_S)]))
+    await conn.input_audio_buffer.commit(**({"event_id": event_id} if event_id else {}))
+    sent = time.monotonic()
+    run = Run()
+    ends = ("error", "conversation.item.input_audio_transcription.failed", "conversation.item.done")
+    while not any(e.type in ends for e in run.events):
+        run.events.append(await asyncio.wait_for(conn.recv(), 60))
+        run.received_at.append(time.monotonic())
+    answers = ("error", "conversation.item.input_audio_transcription.failed", COMPLETED)
+    answered = next(t for e, t in zip(run.events, run.received_at, strict=True) if e.type in answers)
+    return run, answered - sent
+
+
+@pytest.mark.slow
+async def test_manual_commits_of_a_short_word_too_little_audio_and_silence(stack: Stack) -> None:
+    """OpenAI's commit semantics with ``turn_detection: null`` (what voice-agent frameworks
+    send when their own detector ends a phrase): only under 100 ms is refused, as
+    ``input_audio_buffer_commit_empty``, and the session goes on; a 0.45 s commit holding
+    one short word is an item with that word (tiny.en hears "not", cut to 0.35 s, as
+    "No!" through the service; "country" it hears alike offline and here); pure silence
+    is an item with an empty transcript (no words invented). Each commit is answered exactly once."""
+    jfk = pcm24("jfk")
+    word = jfk[int(5.95 * RATE) * 2 : int(6.4 * RATE) * 2]  # "country" of "what your country", 0.45 s
+    async with client(stack).realtime.connect(model="whisper-1") as conn:
+        await conn.session.update(session=session(turn_detection=None))  # type: ignore[arg-type]
+        updated = await next_of(conn, "session.updated")
+        assert updated.session.audio.input.turn_detection is None
+
+        short, _ = await commit_and_wait(conn, silence(0.05), event_id="evt_50ms")
+        assert [e.type for e in short.events] == ["error"]
+        error = short.events[0].error
+        assert (error.code, error.event_id) == ("input_audio_buffer_commit_empty", "evt_50ms")
+        assert "50.00ms" in error.message
+
+        spoken, spoken_latency = await commit_and_wait(conn, word)
+        silent, silent_latency = await commit_and_wait(conn, silence(1.0))
+
+    for run, transcript in ((spoken, "country"), (silent, "")):
+        kinds = [e.type for e in run.events if e.type != "conversation.item.input_audio_transcription.delta"]
+        assert kinds == [
+            "input_audio_buffer.committed",
+            "conversation.item.added",
+            COMPLETED,
+            "conversation.item.done",
+        ], kinds
+        (completed,) = run.completed()
+        assert normalize(completed.transcript) == transcript, completed.transcript
+        assert run.of("input_audio_buffer.committed")[0].item_id == completed.item_id
+    assert spoken.of("input_audio_buffer.committed")[0].previous_item_id is None
+    assert silent.of("input_audio_buffer.committed")[0].previous_item_id == spoken.completed()[0].item_id
+    print(f"completed after commit: word {spoken_latency:.2f} s, silence {silent_latency:.2f} s")
+    assert spoken_latency < 10.0 and silent_latency < 2.0

@@ -11,6 +11,7 @@ import pytest
 from audio_service.pcm_input import G711_ALAW, G711_TABLES, G711_ULAW, PCM16_24K, RawToPcm
 from audio_service.segmenter import Segmenter, SegmenterOptions, SpeechEvent, Utterance
 from gateway.realtime.config import ConfigError, TranscriptionConfig, apply_beta_update, apply_ga_update
+from gateway.realtime.deltas import DeltaTracker
 from tests.helpers import ffmpeg_convert, fixture_bytes, fixture_pcm
 
 RAW_INPUT = ("-f", "s16le", "-ar", "16000", "-ac", "1")
@@ -142,3 +143,25 @@ def test_semantic_vad_is_served_as_a_pause_by_eagerness_and_echoed_as_server_vad
         pauses[eagerness] = updated.vad().pause_s
         assert updated.ga_session()["audio"]["input"]["turn_detection"]["type"] == "server_vad"
     assert pauses["high"] < pauses["auto"] < pauses["low"]
+
+
+def test_deltas_send_only_agreed_or_settled_words_and_never_contradict_sent_text() -> None:
+    """The snapshots ``bench.realtime_deltas`` found contradicted before (tiny.en on jfk
+    and OSR): a first partial's recent words wait for a second reading or a pause."""
+    tracker = DeltaTracker()
+    # "And so my fellow men" (1.8 s read) then "And so am I fellow Americans.": "my" is
+    # not sent, as its audio is recent and no earlier partial read it
+    assert tracker.partial("a", "And so...", seconds=0.8) is None
+    assert tracker.partial("a", "And so my fellow men", seconds=1.8) == "And so"
+    assert tracker.partial("a", "And so am I fellow Americans.", whole=True) == " am I fellow Americans."
+    assert tracker.final("a", "And so am I fellow Americans.") is None
+    # a lone first reading of 1 s: nothing is settled yet
+    assert tracker.partial("b", "like york", seconds=1.0) is None
+    assert tracker.partial("b", "What your country can do.", seconds=2.0) == "What your"  # >= 1 s old
+    assert tracker.partial("b", "What your country can do for you.", seconds=2.9) == " country can do"
+    assert tracker.final("b", "What your country can do for you.") == " for you."
+    # words read long ago are sent from the first partial on; the last one never is
+    assert tracker.partial("c", "A gold ring will please most any", seconds=4.0) == "A gold ring will please"
+    # a revision contradicting sent words sends nothing more; completed carries the text
+    assert tracker.partial("c", "A bold ring will please most any girl", seconds=4.5) is None
+    assert tracker.final("c", "A bold ring will please most any girl.") is None

@@ -30,7 +30,15 @@ def error(
     """``RealtimeErrorEvent``: ``error.type`` as on the HTTP API (client mistakes are
     ``invalid_request_error``, ours ``server_error``, from the code's HTTP status);
     ``error.event_id`` names the client event that caused it. OpenAI's own codes that are
-    not the service's (``invalid_value``, ``invalid_type``) are bad fields: client mistakes."""
+    not the service's (``invalid_value``, ``invalid_type``) are bad fields: client mistakes.
+
+    Whether the session is still usable is said as OpenAI says it: not by a field (its
+    type has none: "most errors are recoverable and the session will stay open") but by
+    the socket. After an ``error`` the socket stays open and the session is as before the
+    refused event (settings, buffer, items; a failed stream is opened again by the next
+    append); the one error after which it is not, flooding (``rate_limited``, "the
+    connection is closed"), is followed by a close frame (1008). Every one is logged as
+    ``realtime_error`` with its code and both event ids (:mod:`gateway.realtime.session`)."""
     default_status = spec(parse_code(code, ErrorCode.INVALID_FIELD)).status
     body: dict[str, Any] = {
         "type": error_type(status or default_status),

@@ -74,8 +74,11 @@ class RealtimeProtocol:
             connection.ws.query_params.get("model"), connection.settings.model
         )
         resumable = connection.ws.query_params.get("resumable", "").lower() in ("1", "true", "yes")
+        #: A beta client (the header the SDK's ``beta.realtime`` sends) is greeted and
+        #: answered in the beta's shapes: OpenAI served both until the beta was retired.
+        self.beta = "realtime=v1" in connection.ws.headers.get("openai-beta", "")
         self.renderer = RealtimeRenderer(
-            server_vad=lambda: self.config.turn_detection is not None, resumable=resumable
+            server_vad=lambda: self.config.turn_detection is not None, resumable=resumable, beta=self.beta
         )
         self._parsed: tuple[str, Any] = ("", None)  # the last text frame and its JSON
         #: A stream refused ``busy`` is asked for again by the first append after this
@@ -86,7 +89,10 @@ class RealtimeProtocol:
         self._uncommitted_ms = 0.0
 
     async def opened(self) -> None:
-        self.conn.push(rt.event("session.created", session=self.config.ga_session()))
+        if self.beta:  # what OpenAI's beta sent a transcription session (the SDK's union lacks it)
+            self.conn.push(rt.event("transcription_session.created", session=self.config.beta_session()))
+        else:
+            self.conn.push(rt.event("session.created", session=self.config.ga_session()))
 
     def render(self, event: events.Event) -> list[dict[str, Any]]:
         if isinstance(event, events.UtteranceQueued) and self.config.turn_detection is not None:

@@ -3,6 +3,7 @@
 
 - speech start/stop → ``input_audio_buffer.speech_started`` / ``speech_stopped`` (server VAD only)
 - an utterance queued → ``input_audio_buffer.committed`` and ``conversation.item.added``, once per item
+  (``beta``: ``conversation.item.created``, the beta API's event; it has no ``item.done``)
 - partial text → ``conversation.item.input_audio_transcription.delta`` (see :mod:`gateway.realtime.deltas`)
 - final text → the last ``delta``, ``...completed``, ``conversation.item.done``
 - a commit whose audio held no speech (``CommitEmpty``; the gateway already refused one
@@ -29,6 +30,9 @@ from shared.protocol import ErrorCode
 class RealtimeRenderer:
     server_vad: Callable[[], bool]  # whether the session uses turn detection now
     resumable: bool = False  # the client asked for the resume extension
+    #: The client speaks the beta interface (``OpenAI-Beta: realtime=v1``, as the SDK's
+    #: ``beta.realtime`` client sends): items are announced with the beta's events.
+    beta: bool = False
     deltas: DeltaTracker = field(default_factory=DeltaTracker)
     _items: dict[int, str] = field(default_factory=dict)  # utterance index -> item id
     _committed: set[int] = field(default_factory=set)
@@ -141,13 +145,19 @@ class RealtimeRenderer:
         out = [
             rt.event("input_audio_buffer.committed", item_id=item_id, previous_item_id=self._last_item),
             rt.event(
-                "conversation.item.added",
+                "conversation.item.created" if self.beta else "conversation.item.added",
                 item=rt.user_item(item_id, None, "completed"),
                 previous_item_id=self._last_item,
             ),
         ]
         self._last_item = item_id
         return out
+
+    def _done(self, item_id: str, transcript: str) -> list[dict[str, Any]]:
+        """GA's ``conversation.item.done`` (the beta API has no such event)."""
+        if self.beta:
+            return []
+        return [rt.event("conversation.item.done", item=rt.user_item(item_id, transcript, "completed"))]
 
     def _empty_item(self) -> list[dict[str, Any]]:
         """A committed buffer without speech: an item like any other, whose transcript is
@@ -162,7 +172,7 @@ class RealtimeRenderer:
                 transcript="",
                 usage={"type": "duration", "seconds": 0.0},
             ),
-            rt.event("conversation.item.done", item=rt.user_item(item_id, "", "completed")),
+            *self._done(item_id, ""),
         ]
 
     def _partial(self, event: events.PartialText) -> list[dict[str, Any]]:
@@ -171,7 +181,7 @@ class RealtimeRenderer:
             item_id = self._item(event.index)  # no speech events without VAD: name it now
         if item_id is None:
             return []  # its audio was cleared
-        delta = self.deltas.partial(item_id, event.text, whole=event.whole)
+        delta = self.deltas.partial(item_id, event.text, whole=event.whole, seconds=event.seconds)
         return [] if delta is None else [self._delta(item_id, delta)]
 
     def _final(self, event: events.FinalText) -> list[dict[str, Any]]:
@@ -188,7 +198,7 @@ class RealtimeRenderer:
                 usage={"type": "duration", "seconds": round(event.seconds, 3)},
             )
         )
-        out.append(rt.event("conversation.item.done", item=rt.user_item(item_id, event.text, "completed")))
+        out += self._done(item_id, event.text)
         return out
 
     @staticmethod
