@@ -13,7 +13,7 @@ prints:
   speech to receiving its final; max lag: the largest of these over all admitted streams
   (how far results fell behind the audio);
 - first text p50/p95: from sending the chunk that holds an utterance's first speech to
-  its first text (partial or final);
+  its first text with words in it (partial or final; an empty partial shows nothing);
 - WER of the admitted streams' finals against the fixtures' references (streams that
   ended), lost: utterances of admitted streams answered with an error;
 - each service's CPU (cores used over the run: CPU seconds / wall seconds) and its RSS
@@ -45,7 +45,7 @@ from websockets.sync.client import connect
 
 from audio_service.segmenter import SegmenterOptions
 from audio_service.splitter import speech_regions
-from bench.common import Running, machine, print_table, running_stack, write_report
+from bench.common import Running, live_latencies, machine, print_table, running_stack, write_report
 from bench.memory import rss_by_role
 from tests.helpers import chunk_stream, finals, fixture_pcm, manifest, pcm_to_webm, recv_json, send_json, wer
 
@@ -119,18 +119,7 @@ def one_stream(ws_url: str, chunks: list[bytes], go: threading.Event, out: Strea
 
 def latencies(run: StreamRun) -> tuple[list[float], list[float]]:
     """Settled and first-text latencies of one admitted stream (see the module docstring)."""
-    first_seen: set[str] = set()
-    settled, first = [], []
-    for message, at in zip(run.messages, run.received_at, strict=True):
-        if message.get("type") != "transcript":
-            continue
-        uid = message["utterance_id"]
-        if uid not in first_seen:
-            first_seen.add(uid)
-            first.append(at - int(message["start"] / CHUNK_S) * CHUNK_S)
-        if message["final"]:
-            settled.append(at - int(max(0.0, message["end"] - TAIL_S) / CHUNK_S) * CHUNK_S)
-    return settled, first
+    return live_latencies(run.messages, run.received_at, chunk_s=CHUNK_S, tail_s=TAIL_S)
 
 
 def pct(values: list[float], q: float) -> float | None:
