@@ -66,3 +66,28 @@ def write_report(path: str | None, rows: list[dict[str, Any]], **settings: Any) 
     if path:
         with open(path, "w") as out:
             json.dump({"machine": machine(), **settings, "rows": rows}, out, indent=2)
+
+
+def live_latencies(
+    messages: list[dict[str, Any]], received_at: list[float], *, chunk_s: float, tail_s: float
+) -> tuple[list[float], list[float]]:
+    """(settled, first text) latencies of one live ``/ws`` stream paced at one chunk per
+    ``chunk_s`` (chunk ``i`` sent at ``i * chunk_s``, ``received_at`` on the same clock).
+
+    Settled: from sending the chunk that holds the end of an utterance's speech (its
+    ``end`` less the segmenter's ``tail_s``) to its final. First text: from sending the
+    chunk that holds its first speech to the first transcript with words in it; an empty
+    partial (speech heard, nothing readable yet) shows the user nothing, so it is not text.
+    """
+    shown: set[str] = set()
+    settled, first = [], []
+    for message, at in zip(messages, received_at, strict=True):
+        if message.get("type") != "transcript":
+            continue
+        uid = message["utterance_id"]
+        if uid not in shown and message["transcript"].strip():
+            shown.add(uid)
+            first.append(at - int(message["start"] / chunk_s) * chunk_s)
+        if message["final"]:
+            settled.append(at - int(max(0.0, message["end"] - tail_s) / chunk_s) * chunk_s)
+    return settled, first

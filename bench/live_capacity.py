@@ -13,11 +13,17 @@ prints:
   speech to receiving its final; max lag: the largest of these over all admitted streams
   (how far results fell behind the audio);
 - first text p50/p95: from sending the chunk that holds an utterance's first speech to
-  its first text (partial or final);
+  its first text with words in it (partial or final; an empty partial shows nothing);
 - WER of the admitted streams' finals against the fixtures' references (streams that
   ended), lost: utterances of admitted streams answered with an error;
 - each service's CPU (cores used over the run: CPU seconds / wall seconds) and its RSS
   after the run (``bench.memory``).
+
+All N streams speak the same conversation. By default they speak it in step, so every
+utterance of every stream ends at the same moment and its N finals reach the pool at once:
+the worst burst N streams can make, not what N people talking do. ``--stagger S`` starts
+stream i's audio i/N of S seconds after the shared admission (with S about one utterance
+plus its pause, 5 s here, the streams' utterance ends spread over the cycle).
 
 Between two N the bench waits until the pool has no admitted stream and no waiting job.
 ``--kill-worker-after S`` SIGKILLs one worker S seconds into the largest N's run and
@@ -25,7 +31,7 @@ records the pool's live figures just after and whether a new stream asking then 
 refused; ``lost`` then says whether an admitted stream lost an utterance.
 
     .venv/bin/python -m bench.live_capacity [--streams 1,4,8,16,32] [--workers 2]
-        [--fixtures jfk,osr_us_000_0034] [--kill-worker-after 20] [--json out.json]
+        [--fixtures jfk,osr_us_000_0034] [--kill-worker-after 20] [--stagger 5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from websockets.sync.client import connect
 
 from audio_service.segmenter import SegmenterOptions
 from audio_service.splitter import speech_regions
-from bench.common import Running, machine, print_table, running_stack, write_report
+from bench.common import Running, live_latencies, machine, print_table, running_stack, write_report
 from bench.memory import rss_by_role
 from tests.helpers import chunk_stream, finals, fixture_pcm, manifest, pcm_to_webm, recv_json, send_json, wer
 
@@ -81,7 +87,10 @@ class StreamRun:
     ended: bool = False
 
 
-def one_stream(ws_url: str, chunks: list[bytes], go: threading.Event, out: StreamRun, timeout: float) -> None:
+def one_stream(
+    ws_url: str, chunks: list[bytes], go: threading.Event, out: StreamRun, timeout: float, lead_s: float = 0.0
+) -> None:
+    """``lead_s``: how long the admitted stream waits before its first chunk."""
     with connect(ws_url, max_size=None, open_timeout=30) as ws:
         go.wait()
         t_ask = time.monotonic()
@@ -92,6 +101,7 @@ def one_stream(ws_url: str, chunks: list[bytes], go: threading.Event, out: Strea
             out.refusal = answer
             return
         out.admitted = True
+        time.sleep(lead_s)
         done = threading.Event()
         t0 = time.monotonic()
 
@@ -119,18 +129,7 @@ def one_stream(ws_url: str, chunks: list[bytes], go: threading.Event, out: Strea
 
 def latencies(run: StreamRun) -> tuple[list[float], list[float]]:
     """Settled and first-text latencies of one admitted stream (see the module docstring)."""
-    first_seen: set[str] = set()
-    settled, first = [], []
-    for message, at in zip(run.messages, run.received_at, strict=True):
-        if message.get("type") != "transcript":
-            continue
-        uid = message["utterance_id"]
-        if uid not in first_seen:
-            first_seen.add(uid)
-            first.append(at - int(message["start"] / CHUNK_S) * CHUNK_S)
-        if message["final"]:
-            settled.append(at - int(max(0.0, message["end"] - TAIL_S) / CHUNK_S) * CHUNK_S)
-    return settled, first
+    return live_latencies(run.messages, run.received_at, chunk_s=CHUNK_S, tail_s=TAIL_S)
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -213,6 +212,7 @@ def offer(
     reference: str,
     timeout: float,
     kill_after_s: float | None = None,
+    stagger_s: float = 0.0,
 ) -> dict[str, Any]:
     settle(running.base_url)
     live_before = httpx.get(f"{running.base_url}/api/status", timeout=10).json()["live"]
@@ -221,7 +221,10 @@ def offer(
     go = threading.Event()
     runs = [StreamRun() for _ in range(count)]
     threads = [
-        threading.Thread(target=one_stream, args=(running.ws_url, chunks, go, run, timeout)) for run in runs
+        threading.Thread(
+            target=one_stream, args=(running.ws_url, chunks, go, run, timeout, stagger_s * i / count)
+        )
+        for i, run in enumerate(runs)
     ]
     for t in threads:
         t.start()
@@ -291,6 +294,12 @@ def main() -> None:
         type=float,
         help="SIGKILL one worker this many seconds into the largest N's run",
     )
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=0.0,
+        help="stream i of N starts its audio i/N of this many seconds after admission (0: all at once)",
+    )
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     counts = [int(c) for c in args.streams.split(",")]
@@ -300,11 +309,11 @@ def main() -> None:
     with running_stack(workers=args.workers, env=env) as running:
         for count in counts:
             kill_after = args.kill_worker_after if count == max(counts) else None
-            rows.append(offer(running, count, chunks, reference, args.timeout, kill_after))
+            rows.append(offer(running, count, chunks, reference, args.timeout, kill_after, args.stagger))
             print(rows[-1], flush=True)
     print(
         f"machine: {machine()}; model {args.model}; {args.workers} worker(s); "
-        f"conversation {audio_s:.1f} s ({args.fixtures}), real time"
+        f"conversation {audio_s:.1f} s ({args.fixtures}), real time, stagger {args.stagger:g} s"
     )
     print_table(rows, COLUMNS)
     for row in rows:
@@ -314,7 +323,9 @@ def main() -> None:
         print(f"  CPU cores: {cpu}\n  RSS MB: {rss}")
         if "worker_kill" in row:
             print(f"  worker killed: {row['worker_kill']}")
-    write_report(args.json, rows, model=args.model, workers=args.workers, bench_env=BENCH_ENV)
+    write_report(
+        args.json, rows, model=args.model, workers=args.workers, bench_env=BENCH_ENV, stagger_s=args.stagger
+    )
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ stream count, the median and p95 of
 - final latency: from sending the chunk that holds the end of an utterance's speech to
   receiving its final transcript;
 - first-partial latency: from sending the chunk that holds the utterance's first speech
-  to receiving its first text (partial, or the final if no partial came first).
+  to receiving its first text with words in it (partial, or the final if no partial came
+  first; an empty partial shows nothing).
 
-Chunk times come from the pacing (chunk i of 250 ms is sent at i * 0.25 s); chunk
-boundaries follow bytes, as MediaRecorder's do, so audio times are exact to about
-+-0.1 s.
+Chunk times come from the pacing (chunk i of 250 ms is sent at i * 0.25 s); each chunk
+holds 250 ms of audio, cut at the WebM blocks' timestamps (``tests/webm_chunks.py``), so
+audio times are exact to about +-0.02 s.
 
     .venv/bin/python -m bench.live_latency [--streams 1,4,8] [--workers 2] [--server ws://…/ws]
 """
@@ -26,7 +27,7 @@ import numpy as np
 from websockets.sync.client import connect
 
 from audio_service.segmenter import SegmenterOptions
-from bench.common import machine, print_table, service, write_report
+from bench.common import live_latencies, machine, print_table, service, write_report
 from tests.helpers import chunk_stream, finals, fixture_pcm, manifest, pcm_to_webm, stream_live, wer
 
 CHUNK_S = 0.25
@@ -41,19 +42,9 @@ def percentile(values: list[float], q: float) -> float | None:
 def one_stream(ws_url: str, chunks: list[bytes], out: list[dict[str, Any]], timeout: float = 300) -> None:
     with connect(ws_url, max_size=None) as ws:
         result = stream_live(ws, chunks, chunk_s=CHUNK_S, timeout=timeout, require_end=False)
-    first_seen: dict[str, float] = {}
-    final_latency, first_latency = [], []
-    for message, at in zip(result.messages, result.received_at, strict=True):
-        if message.get("type") != "transcript":
-            continue
-        uid = message["utterance_id"]
-        if uid not in first_seen:
-            first_seen[uid] = at
-            onset_chunk = int(message["start"] / CHUNK_S)
-            first_latency.append(at - onset_chunk * CHUNK_S)
-        if message["final"]:
-            speech_end_chunk = int(max(0.0, message["end"] - TAIL_S) / CHUNK_S)
-            final_latency.append(at - speech_end_chunk * CHUNK_S)
+    final_latency, first_latency = live_latencies(
+        result.messages, result.received_at, chunk_s=CHUNK_S, tail_s=TAIL_S
+    )
     out.append(
         {"final": final_latency, "first": first_latency, "messages": result.messages, "ended": result.ended}
     )

@@ -17,12 +17,23 @@ The model (:func:`pool_capacity`), per worker:
 - a stream costs ``duty * (final_rtf + PARTIAL_SHARE * partial_job_s / partial_interval_s)``
   worker-seconds per second: finals in full, partials at the share of their nominal
   cadence a stream keeps when the pool is full (partials are thinned first, finals never);
-- a worker may be busy ``1 - final_job_s / target`` of its time: a final that meets a
-  worker that busy waits, on average, about one final's time (an M/M/1 queue's response
-  time ``s / (1 - rho)`` stays within the target at that load), capped at
-  :data:`MAX_UTILISATION`;
+- the pool is one queue served by its ``c`` live workers, and a final's model time ``s``
+  is nearly constant (its window is padded to 30 s), so the pool is an M/D/c queue: at a
+  utilisation ``rho`` a final waits about ``rho ** sqrt(2 (c + 1)) / (2 c (1 - rho)) * s``
+  (Sakasegawa's approximation for M/M/c, halved for constant service times);
+- the latency target counts from the end of speech, and the audio service queues an
+  utterance's final audio as a candidate :data:`FINAL_HEAD_START_S` after it, so a final
+  meets the target while ``FINAL_HEAD_START_S + wait + s <= target``: a worker may be busy
+  the largest ``rho`` whose wait fits in that slack, capped at :data:`MAX_UTILISATION`;
 - capacity is the sum over live workers of usable time / stream cost (at least
   :data:`MIN_STREAMS_PER_WORKER` each), rounded down.
+
+The rule before this one, ``rho = 1 - s / target`` (an M/M/1 queue per worker, its mean
+response ``s / (1 - rho)`` within the target), admitted 5-7 streams on two tiny.en workers
+of a 2-core machine, where 8 streams whose utterances end at different moments measured
+settled p50 0.81 s and p95 1.57 s (``bench.live_capacity --stagger 5``): it priced every
+final as if it waited behind a random, exponentially long job at one worker, and gave the
+final no credit for the candidate's head start.
 
 A worker with no live figures yet (just started, or it has served only files) counts for
 :data:`COLD_STREAMS_PER_WORKER`, and the result says it is not measured.
@@ -45,6 +56,10 @@ SPEECH_DUTY = 0.7
 PARTIAL_SHARE = 0.5
 #: A worker never plans to be busier than this, however cheap its finals.
 MAX_UTILISATION = 0.85
+#: Seconds after the end of speech that the audio service queues the utterance's final
+#: audio (the candidate: ``audio_service.segmenter.SegmenterOptions.tail_s``; a fast test
+#: keeps the two equal). The latency target counts from the end of speech.
+FINAL_HEAD_START_S = 0.2
 #: Streams a live worker counts for at least: a pool too slow for its target (a final alone
 #: takes longer, e.g. on a machine loaded by other work) still serves one stream per worker
 #: rather than refuse everyone; the lag watchdog bounds what that stream waits.
@@ -118,20 +133,48 @@ def stream_cost(costs: JobCosts, partial_interval_s: float) -> float | None:
     return SPEECH_DUTY * (costs.final_rtf + PARTIAL_SHARE * partial)
 
 
-def worker_streams(costs: JobCosts, target_s: float, partial_interval_s: float) -> float | None:
-    """Streams one worker can carry (fractional), or None when it has no figures yet."""
+def final_wait_s(rho: float, workers: int, final_job_s: float) -> float:
+    """A final's mean wait in the queue at utilisation ``rho`` of ``workers`` (M/D/c)."""
+    if rho <= 0.0:
+        return 0.0
+    if rho >= 1.0:
+        return math.inf
+    c = max(1, workers)
+    return rho ** math.sqrt(2 * (c + 1)) / (2 * c * (1 - rho)) * final_job_s
+
+
+def usable_share(final_job_s: float, target_s: float, workers: int) -> float:
+    """The busiest a worker may be while a final still meets the target (0: never)."""
+    slack = target_s - FINAL_HEAD_START_S - final_job_s
+    if slack <= 0:
+        return 0.0
+    low, high = 0.0, MAX_UTILISATION
+    if final_wait_s(high, workers, final_job_s) <= slack:
+        return high
+    for _ in range(40):  # bisection: the wait rises with rho
+        mid = (low + high) / 2
+        low, high = (mid, high) if final_wait_s(mid, workers, final_job_s) <= slack else (low, mid)
+    return low
+
+
+def worker_streams(
+    costs: JobCosts, target_s: float, partial_interval_s: float, workers: int = 1
+) -> float | None:
+    """Streams one of ``workers`` live workers can carry (fractional), or None when it has
+    no figures yet."""
     cost = stream_cost(costs, partial_interval_s)
     if cost is None or costs.final_job_s is None:
         return None
-    usable = min(MAX_UTILISATION, max(0.0, 1.0 - costs.final_job_s / max(target_s, 1e-3)))
+    usable = usable_share(costs.final_job_s, target_s, workers)
     return usable / cost if cost > 0 else float(COLD_STREAMS_PER_WORKER)
 
 
 def pool_capacity(workers: Iterable[JobCosts], target_s: float, partial_interval_s: float) -> Capacity:
+    pool = list(workers)
     total, count, measured, costs = 0.0, 0, True, []
-    for worker in workers:
+    for worker in pool:
         count += 1
-        streams = worker_streams(worker, target_s, partial_interval_s)
+        streams = worker_streams(worker, target_s, partial_interval_s, len(pool))
         if streams is None:
             measured = False
             total += COLD_STREAMS_PER_WORKER

@@ -23,6 +23,7 @@ from websockets.sync.client import ClientConnection
 from audio_service.decoder import DecodedAudio, decode
 from audio_service.ffmpeg_binary import ffmpeg_path
 from audio_service.seekable import memory_file
+from tests.webm_chunks import chunk_by_time
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("S2T_FIXTURES", REPO.parent / "shared" / "fixtures" / "speech"))
@@ -106,8 +107,11 @@ def to_webm_from(data: bytes, input_args: tuple[str, ...]) -> bytes:
 
 
 def chunk_stream(encoded: bytes, duration_s: float, chunk_s: float = 0.25) -> list[bytes]:
-    """Cut an encoded stream into pieces of about ``chunk_s`` of audio each, the way
-    MediaRecorder's ``start(250)`` hands out bytes (boundaries fall anywhere)."""
+    """Cut an encoded stream into pieces of ``chunk_s`` of audio each, the way
+    MediaRecorder's ``start(250)`` hands out bytes (boundaries fall anywhere): WebM by its
+    blocks' timestamps (:mod:`tests.webm_chunks`), other formats in even byte pieces."""
+    if (by_time := chunk_by_time(encoded, chunk_s)) is not None:
+        return by_time
     count = max(1, round(duration_s / chunk_s))
     size = -(-len(encoded) // count)
     return [encoded[i : i + size] for i in range(0, len(encoded), size)]

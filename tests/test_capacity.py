@@ -3,19 +3,26 @@ machine's lag, with the figures a 2-core machine's tiny.en workers publish."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
+from audio_service.segmenter import SegmenterOptions
 from gateway.lag_watchdog import LagVerdict, LagWatch
 from gateway.utterances import UtteranceMachine
 from gateway.worker_reply import WorkerReply
 from shared import protocol
 from shared.capacity import (
     COLD_STREAMS_PER_WORKER,
+    FINAL_HEAD_START_S,
+    MAX_UTILISATION,
     MIN_STREAMS_PER_WORKER,
     JobCosts,
     admission_limit,
     ewma,
+    final_wait_s,
     pool_capacity,
+    usable_share,
     worker_streams,
 )
 from shared.errors import ErrorCode
@@ -29,16 +36,39 @@ def measured(final_rtf: float = 0.1, final_job_s: float = 0.3, partial_job_s: fl
 
 
 def test_one_worker_carries_what_its_costs_allow() -> None:
-    # Per stream 0.7 * (0.1 + 0.5 * 0.2) = 0.14 worker-s/s; usable 1 - 0.3 = 0.7 -> 5 streams.
-    assert worker_streams(measured(), TARGET_S, INTERVAL_S) == pytest.approx(0.7 / 0.14)
+    # Per stream 0.7 * (0.1 + 0.5 * 0.2) = 0.14 worker-s/s. A 0.3 s final queued 0.2 s after
+    # speech ends has 0.5 s of slack; one worker may be busy 0.805 -> 5.75 streams.
+    usable = usable_share(0.3, TARGET_S, 1)
+    assert final_wait_s(usable, 1, 0.3) == pytest.approx(TARGET_S - FINAL_HEAD_START_S - 0.3, abs=1e-6)
+    assert worker_streams(measured(), TARGET_S, INTERVAL_S) == pytest.approx(usable / 0.14)
     assert pool_capacity([measured()], TARGET_S, INTERVAL_S).streams == 5
 
 
 def test_a_worker_joining_raises_capacity_and_one_dying_drops_it() -> None:
+    """Two workers share one queue: a final waits less behind two than behind one, so
+    each may be busier (here up to the cap, 0.85 / 0.14 = 6.07 streams each)."""
     two = pool_capacity([measured(), measured()], TARGET_S, INTERVAL_S)
     one = pool_capacity([measured()], TARGET_S, INTERVAL_S)
-    assert (two.streams, two.workers, two.measured) == (10, 2, True)
+    assert (two.streams, two.workers, two.measured) == (12, 2, True)
     assert (one.streams, one.workers) == (5, 1)
+
+
+def test_a_final_waits_longer_the_busier_the_pool_and_less_with_more_workers() -> None:
+    waits = [final_wait_s(rho, 2, 0.4) for rho in (0.0, 0.3, 0.6, 0.8, 0.95)]
+    assert waits[0] == 0.0 and waits == sorted(waits) and final_wait_s(1.0, 2, 0.4) == math.inf
+    assert final_wait_s(0.7, 4, 0.4) < final_wait_s(0.7, 2, 0.4) < final_wait_s(0.7, 1, 0.4)
+    # M/D/1 at 0.5: the textbook rho s / (2 (1 - rho)) = 0.5 s; Sakasegawa's is lower for c = 1.
+    assert final_wait_s(0.5, 1, 1.0) <= 0.5
+    shares = [usable_share(s, TARGET_S, 2) for s in (0.2, 0.4, 0.6, 0.79)]
+    assert shares == sorted(shares, reverse=True) and shares[0] == MAX_UTILISATION
+    # A final that, queued at the candidate's head start, alone fills the target: no room.
+    assert usable_share(TARGET_S - FINAL_HEAD_START_S, TARGET_S, 2) == 0.0
+
+
+def test_the_head_start_is_the_segmenters_candidate_tail() -> None:
+    """The arithmetic credits a final with the candidate's head start: the audio service
+    must still queue the candidate that long after speech ends."""
+    assert SegmenterOptions().tail_s == FINAL_HEAD_START_S
 
 
 def test_heartbeats_carry_the_figures_and_a_dead_worker_is_not_counted() -> None:
@@ -47,7 +77,7 @@ def test_heartbeats_carry_the_figures_and_a_dead_worker_is_not_counted() -> None
     alive = WorkerInfo(id="w1", host="h", pid=1, costs=measured().as_dict())
     older = WorkerInfo(id="w2", host="h", pid=2)
     capacity = pool_capacity([JobCosts.from_dict(w.costs) for w in (alive, older)], TARGET_S, INTERVAL_S)
-    assert (capacity.streams, capacity.measured) == (5 + COLD_STREAMS_PER_WORKER, False)
+    assert (capacity.streams, capacity.measured) == (6 + COLD_STREAMS_PER_WORKER, False)
     assert JobCosts.from_dict({"final_rtf": "x", "final_job_s": -1}) == JobCosts()
 
 
