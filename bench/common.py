@@ -69,15 +69,22 @@ def write_report(path: str | None, rows: list[dict[str, Any]], **settings: Any) 
 
 
 def live_latencies(
-    messages: list[dict[str, Any]], received_at: list[float], *, chunk_s: float, tail_s: float
+    messages: list[dict[str, Any]],
+    received_at: list[float],
+    *,
+    chunk_s: float,
+    tail_s: float,
+    preroll_s: float,
 ) -> tuple[list[float], list[float]]:
     """(settled, first text) latencies of one live ``/ws`` stream paced at one chunk per
     ``chunk_s`` (chunk ``i`` sent at ``i * chunk_s``, ``received_at`` on the same clock).
 
-    Settled: from sending the chunk that holds the end of an utterance's speech (its
-    ``end`` less the segmenter's ``tail_s``) to its final. First text: from sending the
-    chunk that holds its first speech to the first transcript with words in it; an empty
-    partial (speech heard, nothing readable yet) shows the user nothing, so it is not text.
+    An utterance's ``start`` and ``end`` include the audio the segmenter keeps around its
+    speech (``preroll_s`` before, ``tail_s`` after), so its speech runs from ``start +
+    preroll_s`` to ``end - tail_s``. Settled: from sending the chunk that holds the end of
+    its speech to its final. First text: from sending the chunk that holds its first
+    speech to the first transcript with words in it; an empty partial (speech heard,
+    nothing readable yet) shows the user nothing, so it is not text.
     """
     shown: set[str] = set()
     settled, first = [], []
@@ -87,7 +94,8 @@ def live_latencies(
         uid = message["utterance_id"]
         if uid not in shown and message["transcript"].strip():
             shown.add(uid)
-            first.append(at - int(message["start"] / chunk_s) * chunk_s)
+            onset = message["start"] + preroll_s if message["start"] > 0 else 0.0
+            first.append(at - int(onset / chunk_s) * chunk_s)
         if message["final"]:
             settled.append(at - int(max(0.0, message["end"] - tail_s) / chunk_s) * chunk_s)
     return settled, first

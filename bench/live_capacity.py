@@ -58,6 +58,7 @@ from tests.helpers import chunk_stream, finals, fixture_pcm, manifest, pcm_to_we
 CHUNK_S = 0.25
 PAUSE_S = 1.5
 TAIL_S = SegmenterOptions().tail_s
+PREROLL_S = SegmenterOptions().preroll_s
 FIXTURES = ("jfk", "osr_us_000_0034")
 #: What the bench lifts so that only live admission limits it (recorded in the report).
 BENCH_ENV = {"S2T_RATE_LIMIT_PER_MINUTE": "0", "S2T_MAX_CLIENTS": "200", "S2T_MAX_QUEUE_LENGTH": "100000"}
@@ -129,7 +130,7 @@ def one_stream(
 
 def latencies(run: StreamRun) -> tuple[list[float], list[float]]:
     """Settled and first-text latencies of one admitted stream (see the module docstring)."""
-    return live_latencies(run.messages, run.received_at, chunk_s=CHUNK_S, tail_s=TAIL_S)
+    return live_latencies(run.messages, run.received_at, chunk_s=CHUNK_S, tail_s=TAIL_S, preroll_s=PREROLL_S)
 
 
 def pct(values: list[float], q: float) -> float | None:

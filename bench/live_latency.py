@@ -32,6 +32,7 @@ from tests.helpers import chunk_stream, finals, fixture_pcm, manifest, pcm_to_we
 
 CHUNK_S = 0.25
 TAIL_S = SegmenterOptions().tail_s
+PREROLL_S = SegmenterOptions().preroll_s
 FIXTURES = ("jfk", "osr_us_000_0034")
 
 
@@ -43,7 +44,7 @@ def one_stream(ws_url: str, chunks: list[bytes], out: list[dict[str, Any]], time
     with connect(ws_url, max_size=None) as ws:
         result = stream_live(ws, chunks, chunk_s=CHUNK_S, timeout=timeout, require_end=False)
     final_latency, first_latency = live_latencies(
-        result.messages, result.received_at, chunk_s=CHUNK_S, tail_s=TAIL_S
+        result.messages, result.received_at, chunk_s=CHUNK_S, tail_s=TAIL_S, preroll_s=PREROLL_S
     )
     out.append(
         {"final": final_latency, "first": first_latency, "messages": result.messages, "ended": result.ended}
