@@ -80,15 +80,23 @@ class JobCosts:
     final_rtf: float | None = None  # model seconds per second of audio, finals and candidates
     final_job_s: float | None = None  # model seconds per final job
     partial_job_s: float | None = None  # model seconds per partial job
+    final_audio_s: float | None = None  # seconds of audio per final job
 
     def observe(self, kind: str, took_s: float, audio_s: float) -> None:
-        """One live job done in ``took_s`` of model time (a batch's time shared by its jobs)."""
+        """One live job done in ``took_s`` of model time (a batch's time shared by its jobs).
+
+        ``final_rtf`` is the ratio of the running means (model seconds over audio seconds),
+        not a running mean of each job's ratio: a final's time is mostly its fixed 30 s
+        window, so a 1 s "Come quickly." has four times the ratio of a 4 s sentence, and the
+        mean of ratios priced a stream's finals about a third above what they cost."""
         if kind == "partial":
             self.partial_job_s = ewma(self.partial_job_s, took_s)
             return
         self.final_job_s = ewma(self.final_job_s, took_s)
         if audio_s > 0:
-            self.final_rtf = ewma(self.final_rtf, took_s / audio_s)
+            self.final_audio_s = ewma(self.final_audio_s, audio_s)
+        if self.final_audio_s:
+            self.final_rtf = self.final_job_s / self.final_audio_s
 
     @property
     def measured(self) -> bool:
@@ -107,7 +115,7 @@ class JobCosts:
             value = data.get(key)
             return float(value) if isinstance(value, int | float) and value >= 0 else None
 
-        return cls(number("final_rtf"), number("final_job_s"), number("partial_job_s"))
+        return cls(*(number(key) for key in ("final_rtf", "final_job_s", "partial_job_s", "final_audio_s")))
 
 
 @dataclass(frozen=True)

@@ -116,9 +116,19 @@ def test_costs_are_running_means_finals_and_partials_apart() -> None:
     costs.observe("candidate", took_s=0.6, audio_s=2.0)
     costs.observe("partial", took_s=0.25, audio_s=1.0)
     assert costs.measured
-    assert costs.final_job_s == ewma(0.4, 0.6) and costs.final_rtf == ewma(0.2, 0.3)
+    assert costs.final_job_s == ewma(0.4, 0.6) and costs.final_rtf == ewma(0.4, 0.6) / 2.0
     assert costs.partial_job_s == 0.25
     assert JobCosts.from_dict(costs.as_dict()) == costs
+
+
+def test_a_finals_rtf_is_time_over_audio_not_a_mean_of_each_jobs_ratio() -> None:
+    """A final's time is mostly its fixed window: a 1 s and a 4 s final that take 0.4 and
+    0.5 s cost 0.9 s for 5 s of audio (0.18), where the mean of their ratios says 0.2625."""
+    costs = JobCosts()
+    for _ in range(50):  # long enough for the running means to settle on the pair
+        costs.observe("final", took_s=0.4, audio_s=1.0)
+        costs.observe("final", took_s=0.5, audio_s=4.0)
+    assert costs.final_rtf == pytest.approx(0.18, abs=0.02)
 
 
 def test_the_static_cap_applies_on_top_and_no_workers_admits_nothing() -> None:
