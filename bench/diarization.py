@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from whisper_service.speakers.der import der
+from shared.speakers.der import der
+from shared.speakers.turns import turns_from_windows
 from whisper_service.speakers.embedding import SAMPLE_RATE, decode_audio, load_encoder
-from whisper_service.speakers.pipeline import FRAME_S, speech_mask, turns_from_windows, window_embeddings
+from whisper_service.speakers.pipeline import FRAME_S, speech_mask, window_embeddings
 
 FIXTURES = Path("/work/shared/fixtures/speech")
 VOICES = {

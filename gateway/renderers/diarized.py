@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.openai_errors import OpenAIError
+from shared.speakers.turns import Turn, speaker_for
 
 DIARIZE_MODEL = "gpt-4o-transcribe-diarize"
 MAX_KNOWN_SPEAKERS = 4  # OpenAI's documented limit
 MAX_REFERENCE_BYTES = 10 * 1024 * 1024
 _DATA_URL = re.compile(r"^data:(audio/[\w.+-]+);base64,(.*)$", re.DOTALL)
-
-Turn = tuple[float, float, str]
 
 
 @dataclass(frozen=True)
@@ -129,20 +128,6 @@ def check_reference_audio(index: int, seconds: float) -> None:
         )
 
 
-def _speaker_for(start: float, end: float, turns: Sequence[Turn]) -> str:
-    best, who = 0.0, ""
-    for s, e, w in turns:
-        ov = min(end, e) - max(start, s)
-        if ov > best:
-            best, who = ov, w
-    if who:
-        return who
-    if not turns:
-        return "A"
-    mid = (start + end) / 2
-    return min(turns, key=lambda t: min(abs(t[0] - mid), abs(t[1] - mid)))[2]
-
-
 def render_diarized_json(
     segments: Sequence[tuple[float, float, str]], turns: Sequence[Turn], *, duration_s: float
 ) -> dict[str, object]:
@@ -157,7 +142,7 @@ def render_diarized_json(
                 "start": round(start, 3),
                 "end": round(end, 3),
                 "text": text.strip(),
-                "speaker": _speaker_for(start, end, turns),
+                "speaker": speaker_for(start, end, turns),
             }
         )
     return {
