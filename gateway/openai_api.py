@@ -30,6 +30,8 @@ from gateway.context import GatewayContext
 from gateway.files import FileJobs
 from gateway.model_loading import validate_model_name
 from gateway.openai_errors import OpenAIError
+from gateway.renderers import diarized
+from gateway.speaker_labels import SpeakerHints, file_turns, label_pieces
 from shared import models, subtitles
 from shared.heartbeats import workers_for_new_work
 from shared.protocol import ProtocolError, too_large_message
@@ -53,9 +55,14 @@ OPENAI_MODEL_NAMES = frozenset(
 )
 GRANULARITIES = ("segment", "word")
 MAX_FORM_FIELDS = 32
-MAX_FIELD_BYTES = 64 * 1024
-#: Multipart framing and form fields on top of the audio itself.
-FORM_OVERHEAD_BYTES = 256 * 1024
+#: A form field's limit: a known speaker's reference clip travels as a base64 data URL.
+MAX_FIELD_BYTES = diarized.MAX_REFERENCE_BYTES * 4 // 3 + 1024
+#: Multipart framing and form fields on top of the audio itself (reference clips included).
+FORM_OVERHEAD_BYTES = 256 * 1024 + diarized.MAX_KNOWN_SPEAKERS * MAX_FIELD_BYTES
+#: OpenAI's speaker-labelled format (model ``gpt-4o-transcribe-diarize``), rendered by
+#: :mod:`gateway.renderers.diarized` from the labelled pieces.
+DIARIZED_FORMAT = "diarized_json"
+RESPONSE_FORMATS = (*subtitles.FORMATS, DIARIZED_FORMAT)
 LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
 TRUE_VALUES, FALSE_VALUES = ("true", "1", "yes"), ("false", "0", "no", "")
 
@@ -74,6 +81,8 @@ class AudioRequest:
     temperature: float | None
     words: bool
     stream: bool
+    #: Speaker labels asked for (model gpt-4o-transcribe-diarize or diarized_json); None: not.
+    speakers: diarized.SpeakerRequest | None = None
 
     def hints(self) -> dict[str, Any]:
         """Options for the model. Word timings only when asked for: in faster-whisper they
@@ -84,11 +93,17 @@ class AudioRequest:
         stream's per-piece segments show segment times; json and text decode without
         timestamp tokens, which measured more accurate (README, "Decode settings")."""
         needs_times = self.words or self.stream or self.response_format in ("srt", "vtt", "verbose_json")
+        needs_times = needs_times or self.speakers is not None  # segments are labelled by time
         hints: dict[str, Any] = {
-            "word_timestamps": self.words,
+            # speaker labels cut segments at a change of voice by their words' timings
+            "word_timestamps": self.words or self.speakers is not None,
             "trim_segments": True,
             "timestamps": needs_times,
         }
+        if self.speakers is not None:
+            hints["diarize"] = True
+            if self.speakers.references:
+                hints["speaker_references"] = list(self.speakers.references)
         if self.prompt:
             hints["prompt"] = self.prompt
         if self.temperature is not None:
@@ -175,11 +190,11 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
         raise OpenAIError(400, message, param="model", code="unknown_model") from None
 
     response_format = _field(form, "response_format") or "json"
-    if response_format not in subtitles.FORMATS:
+    if response_format not in RESPONSE_FORMATS:
         raise OpenAIError(
             400,
             f"Unknown response_format '{response_format[:40]}'; expected one of: "
-            f"{', '.join(subtitles.FORMATS)}",
+            f"{', '.join(RESPONSE_FORMATS)}",
             param="response_format",
             code="invalid_field",
         )
@@ -218,6 +233,9 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
             code="invalid_field",
         )
 
+    stream = _flag(form, "stream")
+    speakers = _speaker_request(form, requested_model, response_format, endpoint_task, stream)
+
     # An English-only model hears only English, and English translated to English is the
     # transcript itself; so "translate" on such a model transcribes instead of failing.
     task = endpoint_task if spec.multilingual else "transcribe"
@@ -231,7 +249,54 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
         response_format=response_format,
         temperature=temperature,
         words="word" in granularities,
-        stream=_flag(form, "stream"),
+        stream=stream,
+        speakers=speakers,
+    )
+
+
+def _strings(form: FormData, name: str) -> list[str]:
+    """A repeated field, as the SDK sends lists (``name[]``) or as plain repeats."""
+    values = [*form.getlist(f"{name}[]"), *form.getlist(name)]
+    if not all(isinstance(v, str) for v in values):
+        raise OpenAIError(400, f"'{name}[]' must be form fields, not files", param=name, code="invalid_field")
+    return [str(v) for v in values]
+
+
+_SPEAKER_FIELDS = ("known_speaker_names", "known_speaker_references", "min_speakers", "max_speakers")
+
+
+def _speaker_request(
+    form: FormData, requested_model: str, response_format: str, endpoint_task: str, stream: bool
+) -> diarized.SpeakerRequest | None:
+    """The speaker fields, checked, when speaker labels are asked for; None otherwise."""
+    wanted = requested_model == diarized.DIARIZE_MODEL or response_format == DIARIZED_FORMAT
+    names, refs = _strings(form, "known_speaker_names"), _strings(form, "known_speaker_references")
+    if not wanted:
+        given = [f for f in _SPEAKER_FIELDS if form.get(f) is not None or form.get(f"{f}[]") is not None]
+        if given:
+            raise OpenAIError(
+                400,
+                f"'{given[0]}' needs speaker labels: model '{diarized.DIARIZE_MODEL}' "
+                f"or response_format '{DIARIZED_FORMAT}'",
+                param=given[0],
+                code="invalid_field",
+            )
+        return None
+    if endpoint_task != "transcribe":
+        raise OpenAIError(
+            400, "Speaker labels are for /v1/audio/transcriptions", param="model", code="invalid_field"
+        )
+    if stream:
+        raise OpenAIError(
+            400,
+            "stream=true with speaker labels is not supported yet; send stream=false",
+            param="stream",
+            code="invalid_field",
+        )
+    chunking = _field(form, "chunking_strategy")
+    diarized.check_chunking_strategy(chunking, _field(form, "chunking_strategy[type]"))
+    return diarized.parse_speaker_fields(
+        names, refs, _field(form, "min_speakers"), _field(form, "max_speakers")
     )
 
 
@@ -247,6 +312,7 @@ class FileRun:
         self.files = FileJobs(ctx, self.channel, self._emit, max_inflight=1)
         self.pieces_total = 0
         self.duration_s = 0.0
+        self.speakers: list[Any] = []  # each diarized piece's speaker windows, in file order
         self._watchdog: asyncio.Task[None] | None = None
 
     def _emit(self, event: events.FileEvent) -> None:
@@ -298,7 +364,9 @@ class FileRun:
         """Each piece's final transcript in file order; a failed piece raises OpenAIError."""
         while True:
             match await self.events.get():
-                case events.PieceDone(message=message):
+                case events.PieceDone(message=message, speakers=speakers):
+                    if speakers is not None:
+                        self.speakers.append(speakers)
                     yield message
                 case (
                     events.PieceFailed(code=code, message=message)
@@ -359,9 +427,10 @@ class OpenAIAudioAPI:
         finally:
             self.inflight -= 1
             await run.close()
-        body = subtitles.render(
-            req.response_format, pieces, duration_s=run.duration_s, task=req.endpoint_task, words=req.words
-        )
+        try:
+            body = await _render(req, run, pieces)
+        except OpenAIError as exc:
+            return exc.response()
         if isinstance(body, dict):
             return JSONResponse(body)
         return PlainTextResponse(body, media_type=subtitles.MEDIA_TYPES[req.response_format])
@@ -429,6 +498,26 @@ class OpenAIAudioAPI:
             except ProtocolError as exc:
                 return OpenAIError(404, exc.message, param="model", code="model_not_found").response()
         return JSONResponse(_model_object(name))
+
+
+async def _render(req: AudioRequest, run: FileRun, pieces: list[dict[str, Any]]) -> str | dict[str, Any]:
+    """The response body; a diarized file is labelled first, all its pieces at once."""
+    if req.speakers is None:
+        return subtitles.render(
+            req.response_format, pieces, duration_s=run.duration_s, task=req.endpoint_task, words=req.words
+        )
+    hints = SpeakerHints(req.speakers.known_names, req.speakers.min_speakers, req.speakers.max_speakers)
+    try:
+        turns = await asyncio.to_thread(file_turns, run.speakers, hints)
+    except ValueError as exc:
+        raise OpenAIError(500, f"Speaker labels failed: {exc}", code="internal_error") from None
+    labelled = label_pieces(pieces, turns)
+    if req.response_format == DIARIZED_FORMAT:
+        segs = [(s["start"], s["end"], s["text"]) for s in subtitles.segments(labelled)]
+        return diarized.render_diarized_json(segs, turns, duration_s=run.duration_s)
+    return subtitles.render(
+        req.response_format, labelled, duration_s=run.duration_s, task=req.endpoint_task, words=req.words
+    )
 
 
 def _model_object(name: str) -> dict[str, Any]:

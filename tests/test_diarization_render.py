@@ -8,7 +8,8 @@ import pytest
 from openai.types.audio import TranscriptionDiarized
 
 from gateway.openai_errors import OpenAIError
-from gateway.renderers.diarized import check_reference_audio, parse_speaker_fields, render_diarized_json
+from gateway.renderers.diarized import check_chunking_strategy, parse_speaker_fields, render_diarized_json
+from shared.speakers.references import reference_problem
 
 
 def test_sdk_type_parses_the_rendering_with_speakers_by_overlap() -> None:
@@ -54,7 +55,20 @@ def test_bad_speaker_fields_get_openai_errors(
     assert err.value.status == 400 and err.value.param == param and err.value.code == "invalid_value"
 
 
-def test_reference_clip_too_short() -> None:
-    with pytest.raises(OpenAIError, match=r"1\.2 to 10 s"):
-        check_reference_audio(0, 0.5)
-    check_reference_audio(0, 3.0)
+def test_reference_clip_length_limits() -> None:
+    assert "1.2 to 10 s" in (reference_problem(0, 0.5) or "")
+    assert reference_problem(1, 12.0) is not None
+    assert reference_problem(0, 3.0) is None
+
+
+@pytest.mark.parametrize("value", ["auto", '{"type": "server_vad", "threshold": 0.5}', None])
+def test_chunking_strategy_accepted(value: str | None) -> None:
+    check_chunking_strategy(value, None)
+    check_chunking_strategy(None, "server_vad")
+
+
+@pytest.mark.parametrize(("value", "vad_type"), [("sometimes", None), ('{"type": "x"}', None), (None, "y")])
+def test_chunking_strategy_refused(value: str | None, vad_type: str | None) -> None:
+    with pytest.raises(OpenAIError) as err:
+        check_chunking_strategy(value, vad_type)
+    assert err.value.param == "chunking_strategy"
