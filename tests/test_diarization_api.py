@@ -1,0 +1,181 @@
+"""Speaker labels through the official ``openai`` SDK (issue 17): a conversation built from
+the fixtures' voices (jfk, OSR), real stack, real tiny.en and the bundled voice encoder.
+
+The speakers are judged by DER (0.25 s collar) against the turns the conversation was built
+from, the transcript against the same file transcribed without speaker labels."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import wave
+from collections.abc import Iterator
+
+import numpy as np
+import openai
+import pytest
+import webvtt
+from openai import OpenAI
+from openai.types.audio import TranscriptionDiarized
+
+from bench.diarization import build_conversation, load_voices
+from shared.speakers.der import der
+from tests.conftest import API_KEY, Stack
+from tests.helpers import wer
+
+pytestmark = pytest.mark.slow
+for _needed in ("torch", "resemblyzer"):
+    if importlib.util.find_spec(_needed) is None:
+        pytest.skip(f"{_needed} is not installed (scripts/_venv.sh)", allow_module_level=True)
+
+DIARIZE = "gpt-4o-transcribe-diarize"
+
+
+def _wav(audio: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return out.getvalue()
+
+
+def _data_url(audio: np.ndarray) -> str:
+    return "data:audio/wav;base64," + base64.b64encode(_wav(audio)).decode()
+
+
+@pytest.fixture(scope="module")
+def client(api_stack: Stack) -> Iterator[OpenAI]:
+    with OpenAI(base_url=f"{api_stack.base_url}/v1", api_key=API_KEY, max_retries=0, timeout=300) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def voices() -> dict[str, np.ndarray]:
+    return load_voices()
+
+
+@pytest.fixture(scope="module")
+def conversation(voices: dict[str, np.ndarray]) -> tuple[bytes, list[tuple[float, float, str]]]:
+    """jfk and OSR alternating, 3 s turns with 0.5 s pauses, jfk first (26 s)."""
+    audio, ref = build_conversation(voices, ["jfk", "osr"], pause_s=0.5, turns=8)
+    return _wav(audio), ref
+
+
+def test_sdk_gets_typed_speakers_right_and_the_same_transcript(
+    client: OpenAI, conversation: tuple[bytes, list[tuple[float, float, str]]]
+) -> None:
+    wav, ref = conversation
+    result = client.audio.transcriptions.create(
+        model=DIARIZE, response_format="diarized_json", file=("talk.wav", wav), chunking_strategy="auto"
+    )
+    assert isinstance(result, TranscriptionDiarized)
+    hyp = [(s.start, s.end, s.speaker) for s in result.segments]
+    measured = der(ref, hyp, collar=0.25)
+    print(f"DER through the API: {measured:.3f}; segments: {hyp}")
+    assert measured <= 0.15, hyp
+    assert {s.speaker for s in result.segments} == {"A", "B"} and result.segments[0].speaker == "A"
+    assert all(s.type == "transcript.text.segment" for s in result.segments)
+    # Speaker labels decode with word timings (segments are cut at a change of voice by
+    # them): the same request without labels gives the same words, and plain json (no
+    # timestamps) no better a transcript than the labelled one.
+    plain = client.audio.transcriptions.create(
+        model="whisper-1",
+        response_format="verbose_json",
+        timestamp_granularities=["word"],
+        file=("talk.wav", wav),
+    )
+    assert wer(plain.text, result.text) == 0.0, (plain.text, result.text)
+    words = " ".join(w.word for w in plain.words or [])
+    assert wer(words, " ".join(s.text for s in result.segments)) == 0.0
+    json_text = client.audio.transcriptions.create(model="whisper-1", file=("talk.wav", wav)).text
+    print(f"WER labelled vs plain json: {wer(json_text, result.text):.3f}")
+    assert wer(json_text, result.text) <= 0.05, (json_text, result.text)
+
+
+def test_known_speaker_comes_back_by_name(
+    client: OpenAI,
+    conversation: tuple[bytes, list[tuple[float, float, str]]],
+    voices: dict[str, np.ndarray],
+) -> None:
+    """A reference clip of Kennedy (the last 4 s of his recording) names his voice; the
+    other voice is A; the DER bound holds with the names too."""
+    wav, ref = conversation
+    result = client.audio.transcriptions.create(
+        model=DIARIZE,
+        response_format="diarized_json",
+        file=("talk.wav", wav),
+        known_speaker_names=["kennedy"],
+        known_speaker_references=[_data_url(voices["jfk"][-4 * 16000 :])],
+    )
+    assert {s.speaker for s in result.segments} == {"kennedy", "A"}
+    assert result.segments[0].speaker == "kennedy"
+    assert der(ref, [(s.start, s.end, s.speaker) for s in result.segments], collar=0.25) <= 0.15
+
+
+def test_speakers_in_verbose_json_and_vtt_voice_tags(
+    client: OpenAI, conversation: tuple[bytes, list[tuple[float, float, str]]]
+) -> None:
+    wav, _ = conversation
+    verbose = client.audio.transcriptions.create(
+        model=DIARIZE, response_format="verbose_json", file=("talk.wav", wav)
+    )
+    speakers = [getattr(s, "speaker", None) for s in verbose.segments or []]
+    assert set(speakers) == {"A", "B"}, speakers
+    body = client.audio.transcriptions.create(model=DIARIZE, response_format="vtt", file=("talk.wav", wav))
+    captions = webvtt.from_string(body, strict=True).captions
+    assert [c.voice for c in captions] == speakers
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "code"),
+    [
+        (
+            {"known_speaker_names": ["a"], "known_speaker_references": ["x", "y"]},
+            "known_speaker_references",
+            "invalid_value",
+        ),
+        (
+            {"known_speaker_names": ["a"], "known_speaker_references": ["data:audio/wav;base64,aGVsbG8="]},
+            "known_speaker_references",
+            "invalid_speaker_reference",
+        ),
+        (
+            {"known_speaker_names": ["a"], "known_speaker_references": ["short"]},
+            "known_speaker_references",
+            None,
+        ),
+        ({"extra_body": {"min_speakers": "0"}}, "min_speakers", "invalid_value"),
+        ({"extra_body": {"min_speakers": "3", "max_speakers": "2"}}, "min_speakers", "invalid_value"),
+        ({"extra_body": {"chunking_strategy": "sometimes"}}, "chunking_strategy", "invalid_value"),
+    ],
+)
+def test_bad_speaker_values_get_openai_errors(
+    client: OpenAI, voices: dict[str, np.ndarray], fields: dict, param: str, code: str | None
+) -> None:
+    """Each bad value is a BadRequestError naming its field: more references than names, a
+    clip that is not audio, a clip too short (0.5 s), bad hints, a bad chunking strategy."""
+    refs = fields.get("known_speaker_references")
+    if refs == ["short"]:
+        fields = {**fields, "known_speaker_references": [_data_url(voices["osr"][:8000])]}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.audio.transcriptions.create(
+            model=DIARIZE, response_format="diarized_json", file=("jfk.wav", _wav(voices["jfk"])), **fields
+        )
+    body = err.value.body
+    assert isinstance(body, dict) and body.get("param") == param, body
+    if code is not None:
+        assert body.get("code") == code, body
+    if refs == ["short"]:
+        assert "0.5 s" in str(body.get("message")) and body.get("code") == "invalid_speaker_reference"
+
+
+def test_speaker_fields_without_speaker_labels_are_refused(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="needs speaker labels"):
+        client.audio.transcriptions.create(
+            model="whisper-1",
+            file=("x.wav", _wav(np.zeros(16000, dtype=np.float32))),
+            known_speaker_names=["a"],
+        )
