@@ -125,3 +125,22 @@ def test_diarize_fields_travel_with_the_job() -> None:
     job.speaker_references = [b"\1\0"]
     again = TranscriptionJob.from_wire(codec.loads(codec.dumps(job.to_wire())))
     assert again.diarize and again.speaker_references == [b"\1\0"]
+
+
+def test_a_segment_across_a_change_of_voice_and_a_pause_is_cut_into_speech() -> None:
+    """Whisper's one segment over A, a 1 s pause, A again and then B becomes A's speech
+    (pause left out) and B's, each with its own words; short gaps of one voice are closed."""
+    words = [
+        {"word": "ask", "start": 0.0, "end": 0.9},
+        {"word": "not", "start": 0.9, "end": 2.6},  # DTW stretches words over the pause: nearest turn
+        {"word": "what", "start": 2.6, "end": 3.4},
+        {"word": "fine.", "start": 3.4, "end": 5.0},
+    ]
+    seg = {"start": 0.0, "end": 5.0, "text": " ask not what fine.", "words": words, "avg_logprob": -0.2}
+    turns = [(0.1, 1.0, "A"), (1.2, 1.4, "A"), (2.5, 3.4, "A"), (3.6, 5.0, "B")]
+    parts = label_pieces([{"transcript": "x", "start": 0.0, "end": 5.0, "segments": [seg]}], turns)[0]
+    got = [(p["start"], p["end"], p["speaker"], p["text"]) for p in parts["segments"]]
+    assert got == [(0.1, 1.4, "A", "ask not"), (2.5, 3.4, "A", "what"), (3.6, 5.0, "B", "fine.")]
+    assert all(p["avg_logprob"] == -0.2 for p in parts["segments"])
+    one_voice = label_pieces([{"segments": [seg]}], [(0.0, 5.0, "A")])[0]["segments"]
+    assert one_voice == [{**seg, "speaker": "A"}]
