@@ -179,3 +179,22 @@ def test_speaker_fields_without_speaker_labels_are_refused(client: OpenAI) -> No
             file=("x.wav", _wav(np.zeros(16000, dtype=np.float32))),
             known_speaker_names=["a"],
         )
+
+
+def test_a_file_split_across_workers_keeps_one_labelling(
+    client: OpenAI, voices: dict[str, np.ndarray]
+) -> None:
+    """56 s of jfk and OSR alternating: over the 30 s piece limit, so two workers embed a
+    piece each and the gateway clusters them together; A stays jfk in both halves."""
+    audio, ref = build_conversation(voices, ["jfk", "osr"], pause_s=0.5, turns=16)
+    result = client.audio.transcriptions.create(
+        model=DIARIZE, response_format="diarized_json", file=("long.wav", _wav(audio))
+    )
+    assert result.duration > 30.0
+    hyp = [(s.start, s.end, s.speaker) for s in result.segments]
+    measured = der(ref, hyp, collar=0.25)
+    print(f"DER of the split file through the API: {measured:.3f}")
+    assert measured <= 0.15, hyp
+    assert {s.speaker for s in result.segments} == {"A", "B"}
+    late = [s.speaker for s in result.segments if s.start > 30.0]
+    assert set(late) == {"A", "B"}, hyp
