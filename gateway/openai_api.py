@@ -36,6 +36,7 @@ from shared import models, subtitles
 from shared.heartbeats import workers_for_new_work
 from shared.protocol import ProtocolError, too_large_message
 from shared.redis_keys import new_reply_channel
+from shared.speakers.turns import Turn
 
 #: OpenAI's model name; served by this deployment's default model (``S2T_MODEL``).
 MODEL_ALIAS = "whisper-1"
@@ -234,7 +235,7 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
         )
 
     stream = _flag(form, "stream")
-    speakers = _speaker_request(form, requested_model, response_format, endpoint_task, stream)
+    speakers = _speaker_request(form, requested_model, response_format, endpoint_task)
 
     # An English-only model hears only English, and English translated to English is the
     # transcript itself; so "translate" on such a model transcribes instead of failing.
@@ -266,7 +267,7 @@ _SPEAKER_FIELDS = ("known_speaker_names", "known_speaker_references", "min_speak
 
 
 def _speaker_request(
-    form: FormData, requested_model: str, response_format: str, endpoint_task: str, stream: bool
+    form: FormData, requested_model: str, response_format: str, endpoint_task: str
 ) -> diarized.SpeakerRequest | None:
     """The speaker fields, checked, when speaker labels are asked for; None otherwise."""
     wanted = requested_model == diarized.DIARIZE_MODEL or response_format == DIARIZED_FORMAT
@@ -285,13 +286,6 @@ def _speaker_request(
     if endpoint_task != "transcribe":
         raise OpenAIError(
             400, "Speaker labels are for /v1/audio/transcriptions", param="model", code="invalid_field"
-        )
-    if stream:
-        raise OpenAIError(
-            400,
-            "stream=true with speaker labels is not supported yet; send stream=false",
-            param="stream",
-            code="invalid_field",
         )
     chunking = _field(form, "chunking_strategy")
     diarized.check_chunking_strategy(chunking, _field(form, "chunking_strategy[type]"))
@@ -450,9 +444,12 @@ class OpenAIAudioAPI:
     async def _events(self, run: FileRun) -> AsyncIterator[str]:
         """SSE: an empty first delta announcing the piece count, one delta per piece as it
         completes (in file order), then ``transcript.text.done``. Extra ``x_*`` fields carry
-        progress and timings; OpenAI's SDK keeps them on the event objects."""
+        progress and timings; OpenAI's SDK keeps them on the event objects. With speaker
+        labels, one ``transcript.text.segment`` per labelled segment comes before the done
+        event, as OpenAI streams diarized_json (labels need every piece: they come last)."""
         total = run.pieces_total
         texts: list[str] = []
+        pieces: list[dict[str, Any]] = []
         try:
             progress = {"completed": 0, "pieces": total, "duration_s": run.duration_s}
             yield _sse(
@@ -460,6 +457,7 @@ class OpenAIAudioAPI:
             )
             try:
                 async for index, piece in _enumerate(run.pieces()):
+                    pieces.append(piece)
                     text = str(piece.get("transcript") or "").strip()
                     delta = (" " if texts and text else "") + text
                     texts.extend([text] if text else [])
@@ -475,6 +473,9 @@ class OpenAIAudioAPI:
                             "x_piece": info,
                         }
                     )
+                if run.request.speakers is not None:
+                    for segment in (await _diarized(run.request, run, pieces))["segments"]:
+                        yield _sse(segment)
             except OpenAIError as exc:
                 yield _sse(exc.body())
                 return
@@ -500,21 +501,34 @@ class OpenAIAudioAPI:
         return JSONResponse(_model_object(name))
 
 
+async def _labelled(
+    req: AudioRequest, run: FileRun, pieces: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[Turn]]:
+    """The pieces with labelled segments and the file's speaker turns, all pieces at once."""
+    assert req.speakers is not None
+    hints = SpeakerHints(req.speakers.known_names, req.speakers.min_speakers, req.speakers.max_speakers)
+    try:
+        turns = await asyncio.to_thread(file_turns, run.speakers, hints)
+    except ValueError as exc:
+        raise OpenAIError(500, f"Speaker labels failed: {exc}", code="internal_error") from None
+    return label_pieces(pieces, turns), turns
+
+
+async def _diarized(req: AudioRequest, run: FileRun, pieces: list[dict[str, Any]]) -> dict[str, Any]:
+    labelled, turns = await _labelled(req, run, pieces)
+    segs = [(s["start"], s["end"], s["text"]) for s in subtitles.segments(labelled)]
+    return diarized.render_diarized_json(segs, turns, duration_s=run.duration_s)
+
+
 async def _render(req: AudioRequest, run: FileRun, pieces: list[dict[str, Any]]) -> str | dict[str, Any]:
     """The response body; a diarized file is labelled first, all its pieces at once."""
     if req.speakers is None:
         return subtitles.render(
             req.response_format, pieces, duration_s=run.duration_s, task=req.endpoint_task, words=req.words
         )
-    hints = SpeakerHints(req.speakers.known_names, req.speakers.min_speakers, req.speakers.max_speakers)
-    try:
-        turns = await asyncio.to_thread(file_turns, run.speakers, hints)
-    except ValueError as exc:
-        raise OpenAIError(500, f"Speaker labels failed: {exc}", code="internal_error") from None
-    labelled = label_pieces(pieces, turns)
     if req.response_format == DIARIZED_FORMAT:
-        segs = [(s["start"], s["end"], s["text"]) for s in subtitles.segments(labelled)]
-        return diarized.render_diarized_json(segs, turns, duration_s=run.duration_s)
+        return await _diarized(req, run, pieces)
+    labelled, _ = await _labelled(req, run, pieces)
     return subtitles.render(
         req.response_format, labelled, duration_s=run.duration_s, task=req.endpoint_task, words=req.words
     )

@@ -9,15 +9,25 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
+import json
+import os
+import subprocess
+import sys
 import wave
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import openai
 import pytest
+import srt
 import webvtt
 from openai import OpenAI
-from openai.types.audio import TranscriptionDiarized
+from openai.types.audio import (
+    TranscriptionDiarized,
+    TranscriptionTextDoneEvent,
+    TranscriptionTextSegmentEvent,
+)
 
 from bench.diarization import build_conversation, load_voices
 from shared.speakers.der import der
@@ -198,3 +208,43 @@ def test_a_file_split_across_workers_keeps_one_labelling(
     assert {s.speaker for s in result.segments} == {"A", "B"}
     late = [s.speaker for s in result.segments if s.start > 30.0]
     assert set(late) == {"A", "B"}, hyp
+
+
+def test_streamed_diarized_json_ends_with_labelled_segments(
+    client: OpenAI, conversation: tuple[bytes, list[tuple[float, float, str]]]
+) -> None:
+    """stream=true: the SDK's typed events, deltas per piece, then one
+    transcript.text.segment per labelled segment (the same as the plain answer), then done."""
+    wav, _ = conversation
+    events = list(
+        client.audio.transcriptions.create(
+            model=DIARIZE, response_format="diarized_json", file=("talk.wav", wav), stream=True
+        )
+    )
+    segments = [e for e in events if isinstance(e, TranscriptionTextSegmentEvent)]
+    assert isinstance(events[-1], TranscriptionTextDoneEvent) and segments
+    whole = client.audio.transcriptions.create(
+        model=DIARIZE, response_format="diarized_json", file=("talk.wav", wav)
+    )
+    assert [(s.start, s.end, s.speaker, s.text) for s in segments] == [
+        (s.start, s.end, s.speaker, s.text) for s in whole.segments
+    ]
+
+
+def test_cli_diarize_writes_speakers_into_srt(
+    api_stack: Stack, voices: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    audio, _ = build_conversation(voices, ["jfk", "osr"], pause_s=0.5, turns=8)
+    (tmp_path / "talk.wav").write_bytes(_wav(audio))
+    env = {**os.environ, "S2T_API_KEY": API_KEY}
+    done = subprocess.run(
+        [sys.executable, "-m", "whisper_appliance.cli", "transcribe", str(tmp_path / "talk.wav"),
+         "--server", api_stack.base_url, "--diarize", "--format", "srt,json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cues = list(srt.parse((tmp_path / "talk.srt").read_text(), ignore_errors=False))
+    assert {c.content.split(":")[0] for c in cues} == {"A", "B"}
+    assert cues[0].content.startswith("A: ")
+    body = json.loads((tmp_path / "talk.json").read_text())
+    assert {s["speaker"] for s in body["segments"]} == {"A", "B"}
