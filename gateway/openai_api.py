@@ -31,12 +31,11 @@ from gateway.files import FileJobs
 from gateway.model_loading import validate_model_name
 from gateway.openai_errors import OpenAIError
 from gateway.renderers import diarized
-from gateway.speaker_labels import SpeakerHints, file_turns, label_pieces
+from gateway.speaker_labels import SpeakerHints
 from shared import models, subtitles
 from shared.heartbeats import workers_for_new_work
 from shared.protocol import ProtocolError, too_large_message
 from shared.redis_keys import new_reply_channel
-from shared.speakers.turns import Turn
 
 #: OpenAI's model name; served by this deployment's default model (``S2T_MODEL``).
 MODEL_ALIAS = "whisper-1"
@@ -85,6 +84,12 @@ class AudioRequest:
     #: Speaker labels asked for (model gpt-4o-transcribe-diarize or diarized_json); None: not.
     speakers: diarized.SpeakerRequest | None = None
 
+    def speaker_hints(self) -> SpeakerHints | None:
+        """Speaker labels asked for: FileJobs holds the pieces and labels them together."""
+        if self.speakers is None:
+            return None
+        return SpeakerHints(self.speakers.known_names, self.speakers.min_speakers, self.speakers.max_speakers)
+
     def hints(self) -> dict[str, Any]:
         """Options for the model. Word timings only when asked for: in faster-whisper they
         also change where decoding resumes, which can make the model decode the silence
@@ -94,17 +99,13 @@ class AudioRequest:
         stream's per-piece segments show segment times; json and text decode without
         timestamp tokens, which measured more accurate (README, "Decode settings")."""
         needs_times = self.words or self.stream or self.response_format in ("srt", "vtt", "verbose_json")
-        needs_times = needs_times or self.speakers is not None  # segments are labelled by time
         hints: dict[str, Any] = {
-            # speaker labels cut segments at a change of voice by their words' timings
-            "word_timestamps": self.words or self.speakers is not None,
+            "word_timestamps": self.words,
             "trim_segments": True,
             "timestamps": needs_times,
         }
-        if self.speakers is not None:
-            hints["diarize"] = True
-            if self.speakers.references:
-                hints["speaker_references"] = list(self.speakers.references)
+        if self.speakers is not None and self.speakers.references:
+            hints["speaker_references"] = list(self.speakers.references)
         if self.prompt:
             hints["prompt"] = self.prompt
         if self.temperature is not None:
@@ -306,7 +307,6 @@ class FileRun:
         self.files = FileJobs(ctx, self.channel, self._emit, max_inflight=1)
         self.pieces_total = 0
         self.duration_s = 0.0
-        self.speakers: list[Any] = []  # each diarized piece's speaker windows, in file order
         self._watchdog: asyncio.Task[None] | None = None
 
     def _emit(self, event: events.FileEvent) -> None:
@@ -326,6 +326,7 @@ class FileRun:
                 model=req.model,
                 client_request_id=None,
                 hints=req.hints(),
+                speakers=req.speaker_hints(),
             )
         except ProtocolError as exc:
             raise OpenAIError.from_code(exc.code, exc.message) from None
@@ -358,9 +359,7 @@ class FileRun:
         """Each piece's final transcript in file order; a failed piece raises OpenAIError."""
         while True:
             match await self.events.get():
-                case events.PieceDone(message=message, speakers=speakers):
-                    if speakers is not None:
-                        self.speakers.append(speakers)
+                case events.PieceDone(message=message):
                     yield message
                 case (
                     events.PieceFailed(code=code, message=message)
@@ -421,10 +420,7 @@ class OpenAIAudioAPI:
         finally:
             self.inflight -= 1
             await run.close()
-        try:
-            body = await _render(req, run, pieces)
-        except OpenAIError as exc:
-            return exc.response()
+        body = _render(req, run, pieces)
         if isinstance(body, dict):
             return JSONResponse(body)
         return PlainTextResponse(body, media_type=subtitles.MEDIA_TYPES[req.response_format])
@@ -445,8 +441,9 @@ class OpenAIAudioAPI:
         """SSE: an empty first delta announcing the piece count, one delta per piece as it
         completes (in file order), then ``transcript.text.done``. Extra ``x_*`` fields carry
         progress and timings; OpenAI's SDK keeps them on the event objects. With speaker
-        labels, one ``transcript.text.segment`` per labelled segment comes before the done
-        event, as OpenAI streams diarized_json (labels need every piece: they come last)."""
+        labels the pieces come once the file is done (FileJobs labels them together), then
+        one ``transcript.text.segment`` per labelled segment before the done event, as
+        OpenAI streams diarized_json."""
         total = run.pieces_total
         texts: list[str] = []
         pieces: list[dict[str, Any]] = []
@@ -474,7 +471,7 @@ class OpenAIAudioAPI:
                         }
                     )
                 if run.request.speakers is not None:
-                    for segment in (await _diarized(run.request, run, pieces))["segments"]:
+                    for segment in _diarized(run, pieces)["segments"]:
                         yield _sse(segment)
             except OpenAIError as exc:
                 yield _sse(exc.body())
@@ -501,36 +498,17 @@ class OpenAIAudioAPI:
         return JSONResponse(_model_object(name))
 
 
-async def _labelled(
-    req: AudioRequest, run: FileRun, pieces: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], list[Turn]]:
-    """The pieces with labelled segments and the file's speaker turns, all pieces at once."""
-    assert req.speakers is not None
-    hints = SpeakerHints(req.speakers.known_names, req.speakers.min_speakers, req.speakers.max_speakers)
-    try:
-        turns = await asyncio.to_thread(file_turns, run.speakers, hints)
-    except ValueError as exc:
-        raise OpenAIError(500, f"Speaker labels failed: {exc}", code="internal_error") from None
-    return label_pieces(pieces, turns), turns
+def _diarized(run: FileRun, pieces: list[dict[str, Any]]) -> dict[str, Any]:
+    """diarized_json from the labelled pieces (:class:`gateway.files.FileJobs` labels them)."""
+    segs = [(s["start"], s["end"], s["text"], s.get("speaker") or "A") for s in subtitles.segments(pieces)]
+    return diarized.render_diarized_json(segs, duration_s=run.duration_s)
 
 
-async def _diarized(req: AudioRequest, run: FileRun, pieces: list[dict[str, Any]]) -> dict[str, Any]:
-    labelled, turns = await _labelled(req, run, pieces)
-    segs = [(s["start"], s["end"], s["text"]) for s in subtitles.segments(labelled)]
-    return diarized.render_diarized_json(segs, turns, duration_s=run.duration_s)
-
-
-async def _render(req: AudioRequest, run: FileRun, pieces: list[dict[str, Any]]) -> str | dict[str, Any]:
-    """The response body; a diarized file is labelled first, all its pieces at once."""
-    if req.speakers is None:
-        return subtitles.render(
-            req.response_format, pieces, duration_s=run.duration_s, task=req.endpoint_task, words=req.words
-        )
+def _render(req: AudioRequest, run: FileRun, pieces: list[dict[str, Any]]) -> str | dict[str, Any]:
     if req.response_format == DIARIZED_FORMAT:
-        return await _diarized(req, run, pieces)
-    labelled, _ = await _labelled(req, run, pieces)
+        return _diarized(run, pieces)
     return subtitles.render(
-        req.response_format, labelled, duration_s=run.duration_s, task=req.endpoint_task, words=req.words
+        req.response_format, pieces, duration_s=run.duration_s, task=req.endpoint_task, words=req.words
     )
 
 

@@ -10,6 +10,7 @@ from gateway import events
 from gateway.connection import Connection
 from gateway.model_loading import load_across_pool, validate_model_name, validate_request
 from gateway.renderers.browser import BrowserRenderer
+from gateway.speaker_labels import SpeakerHints
 from shared import metrics, protocol
 from shared.heartbeats import live_workers
 from shared.protocol import ErrorCode, ProtocolError
@@ -61,6 +62,7 @@ class BrowserProtocol:
                     task=msg.task,
                     model=msg.model or self.model,
                     client_request_id=msg.request_id,
+                    speakers=_speaker_hints(msg),
                 )
             case protocol.LoadModel():
                 validate_model_name(msg.model_name)
@@ -129,3 +131,13 @@ class BrowserProtocol:
                 workers=workers,
             )
         )
+
+
+def _speaker_hints(msg: protocol.ProcessAudio) -> SpeakerHints | None:
+    """``diarize: true`` on process_audio: the file's finals carry speaker labels."""
+    if not msg.diarize:
+        return None
+    lo, hi = msg.min_speakers, msg.max_speakers
+    if lo is not None and hi is not None and lo > hi:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "min_speakers is greater than max_speakers")
+    return SpeakerHints([], lo, hi)

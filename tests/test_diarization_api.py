@@ -28,11 +28,12 @@ from openai.types.audio import (
     TranscriptionTextDoneEvent,
     TranscriptionTextSegmentEvent,
 )
+from websockets.sync.client import connect
 
 from bench.diarization import build_conversation, load_voices
 from shared.speakers.der import der
 from tests.conftest import API_KEY, Stack
-from tests.helpers import wer
+from tests.helpers import collect_until_complete, finals, process_audio_message, send_json, wer
 
 pytestmark = pytest.mark.slow
 for _needed in ("torch", "resemblyzer"):
@@ -248,3 +249,22 @@ def test_cli_diarize_writes_speakers_into_srt(
     assert cues[0].content.startswith("A: ")
     body = json.loads((tmp_path / "talk.json").read_text())
     assert {s["speaker"] for s in body["segments"]} == {"A", "B"}
+
+
+def test_ws_file_finals_carry_speakers(
+    api_stack: Stack, conversation: tuple[bytes, list[tuple[float, float, str]]]
+) -> None:
+    """/ws process_audio with diarize: true: the finals arrive once the file is done, each
+    with ``speaker``, and their segments (one voice each) within the DER bound."""
+    wav, ref = conversation
+    with connect(f"{api_stack.ws_url}?api_key={API_KEY}", max_size=None) as ws:
+        send_json(ws, process_audio_message(wav, format="wav", request_id="d1", diarize=True, max_speakers=2))
+        got = finals(collect_until_complete(ws, "d1"))
+        bad = process_audio_message(wav, request_id="d2", diarize=True, min_speakers=3, max_speakers=2)
+        send_json(ws, bad)
+        refused = collect_until_complete(ws, "d2")
+    assert got and all(f.get("speaker") in ("A", "B") for f in got)
+    hyp = [(s["start"], s["end"], s["speaker"]) for f in got for s in f["segments"]]
+    assert der(ref, hyp, collar=0.25) <= 0.15, hyp
+    assert {h[2] for h in hyp} == {"A", "B"}
+    assert refused[-1]["type"] == "error" and refused[-1]["code"] == "invalid_field"

@@ -12,14 +12,14 @@ from gateway.renderers.diarized import check_chunking_strategy, parse_speaker_fi
 from shared.speakers.references import reference_problem
 
 
-def test_sdk_type_parses_the_rendering_with_speakers_by_overlap() -> None:
+def test_sdk_type_parses_the_rendering() -> None:
     body = render_diarized_json(
-        [(0.0, 2.0, " Hello there."), (2.1, 4.0, " Hi."), (4.2, 6.0, " Bye.")],
-        [(0.0, 2.05, "agent"), (2.05, 4.1, "A"), (4.1, 6.0, "agent")],
+        [(0.0, 2.0, " Hello there.", "agent"), (2.1, 4.0, " Hi.", "A"), (4.2, 6.0, " Bye.", "agent")],
         duration_s=6.0,
     )
     parsed = TranscriptionDiarized.model_validate(body)
     assert [s.speaker for s in parsed.segments] == ["agent", "A", "agent"]
+    assert [s.id for s in parsed.segments] == ["seg_0", "seg_1", "seg_2"]
     assert parsed.text == "Hello there. Hi. Bye."
     assert parsed.segments[0].type == "transcript.text.segment"
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from gateway.openai_errors import OpenAIError
 from shared.speakers import references
-from shared.speakers.turns import Turn, speaker_for
 
 DIARIZE_MODEL = "gpt-4o-transcribe-diarize"
 MAX_KNOWN_SPEAKERS = references.MAX_KNOWN
@@ -146,26 +145,25 @@ def check_chunking_strategy(value: str | None, vad_type: str | None) -> None:
 
 
 def render_diarized_json(
-    segments: Sequence[tuple[float, float, str]], turns: Sequence[Turn], *, duration_s: float
+    segments: Sequence[tuple[float, float, str, str]], *, duration_s: float
 ) -> dict[str, object]:
-    """OpenAI's TranscriptionDiarized: each transcript segment gets the speaker that overlaps
-    it most; consecutive segments keep their own ids (``seg_0``, ``seg_1``, ...)."""
-    out = []
-    for i, (start, end, text) in enumerate(segments):
-        out.append(
-            {
-                "type": "transcript.text.segment",
-                "id": f"seg_{i}",
-                "start": round(start, 3),
-                "end": round(end, 3),
-                "text": text.strip(),
-                "speaker": speaker_for(start, end, turns),
-            }
-        )
+    """OpenAI's TranscriptionDiarized from labelled segments (start, end, text, speaker),
+    each with its own id (``seg_0``, ``seg_1``, ...)."""
+    out = [
+        {
+            "type": "transcript.text.segment",
+            "id": f"seg_{i}",
+            "start": round(start, 3),
+            "end": round(end, 3),
+            "text": text.strip(),
+            "speaker": speaker,
+        }
+        for i, (start, end, text, speaker) in enumerate(segments)
+    ]
     return {
         "task": "transcribe",
         "duration": round(duration_s, 3),
-        "text": " ".join(s["text"] for s in out if s["text"]),
+        "text": " ".join(str(s["text"]) for s in out if s["text"]),
         "segments": out,
         "usage": {"type": "duration", "seconds": round(duration_s, 3)},
     }
