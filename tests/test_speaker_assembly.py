@@ -4,12 +4,15 @@ and the speaker data never reaching a client."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 import srt
 import webvtt
 
 from gateway import events
+from gateway.files import FileJobs, _Held
 from gateway.pending import PendingRequest
 from gateway.speaker_labels import SpeakerHints, file_turns, label_pieces
 from gateway.worker_reply import WorkerReply
@@ -144,3 +147,36 @@ def test_a_segment_across_a_change_of_voice_and_a_pause_is_cut_into_speech() -> 
     assert all(p["avg_logprob"] == -0.2 for p in parts["segments"])
     one_voice = label_pieces([{"segments": [seg]}], [(0.0, 5.0, "A")])[0]["segments"]
     assert one_voice == [{**seg, "speaker": "A"}]
+
+
+def test_file_jobs_hold_a_diarized_files_pieces_and_release_them_labelled() -> None:
+    """Pieces answered out of order by two workers: nothing reaches the client until both
+    are in, then both come labelled in file order (one labelling), then the done event."""
+    centres, rng = _voices(), np.random.default_rng(5)
+    seen: list[events.FileEvent] = []
+
+    def reply(index: int, who: list[int], t0: float) -> dict:
+        seg = {"start": t0, "end": t0 + len(who), "text": f"piece {index}"}
+        data = wire.dump_piece(_piece_windows(centres, who, t0, rng), None, 0.1)
+        job = TranscriptionJob(utterance_id=f"f-{index}", reply_channel="c", pcm=b"", model="m")
+        job.request_id, job.index, job.count = "f", index, 2
+        message = {"type": "transcript", "transcript": f"piece {index}", "segments": [seg], "final": True}
+        message.update(start=t0, end=t0 + len(who))
+        return codec.loads(codec.dumps({**message, wire.REPLY_FIELD: data, **job.routing("w")}))
+
+    async def run() -> None:
+        files = FileJobs(None, "c", seen.append)  # type: ignore[arg-type]  # no ctx needed here
+        pending = PendingRequest(internal_id="f", client_request_id="r1", deadline=0.0)
+        files.pending["f"] = pending
+        files._held["f"] = _Held(SpeakerHints([]))
+        files._emit_all(pending, pending.queued(["f-0", "f-1"], 8.0))
+        assert files.on_reply(reply(1, [1, 1, 1, 1], 4.0))  # the second piece first: voice 1
+        assert not any(isinstance(e, events.PieceDone) for e in seen)
+        assert files.on_reply(reply(0, [0, 0, 0, 0], 0.0))
+        await asyncio.gather(*files._tasks)
+
+    asyncio.run(run())
+    done = [e for e in seen if isinstance(e, events.PieceDone)]
+    assert [(e.index, e.message["speaker"]) for e in done] == [(0, "A"), (1, "B")]
+    assert [s["speaker"] for e in done for s in e.message["segments"]] == ["A", "B"]
+    assert isinstance(seen[-1], events.FileDone) and wire.REPLY_FIELD not in done[0].message
