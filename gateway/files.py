@@ -120,6 +120,7 @@ class FileJobs:
             )
         except ProtocolError as exc:
             self.pending.pop(pending.internal_id, None)
+            self._held.pop(pending.internal_id, None)
             self.emit(events.FileRefused(pending.client_request_id, str(exc.code), exc.message))
             return
         pieces = [str(p["utterance_id"]) for p in submitted.pieces]
