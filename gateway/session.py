@@ -100,7 +100,9 @@ class BrowserProtocol:
             raise ProtocolError(ErrorCode.ALREADY_RECORDING, "A recording is already running; stop it first")
         model = msg.model or self.model
         language = validate_request(model, msg.language, msg.task)
-        await self.conn.start_recording(language=language, task=msg.task, model=model, fmt=msg.format)
+        await self.conn.start_recording(
+            language=language, task=msg.task, model=model, fmt=msg.format, diarize=msg.diarize
+        )
         self.language = language
 
     # --- models and status ----------------------------------------------------------------

@@ -53,6 +53,8 @@ class StartRecording(_Command):
     mode: str | None = None
     task: Task = "transcribe"
     model: str | None = Field(default=None, max_length=256)
+    #: Speaker labels: each final carries ``speaker``, the same for the same voice all session.
+    diarize: bool = False
 
 
 class ProcessAudio(_Command):

@@ -33,7 +33,16 @@ from websockets.sync.client import connect
 from bench.diarization import build_conversation, load_voices
 from shared.speakers.der import der
 from tests.conftest import API_KEY, Stack
-from tests.helpers import collect_until_complete, finals, process_audio_message, send_json, wer
+from tests.helpers import (
+    chunk_stream,
+    collect_until_complete,
+    finals,
+    pcm_to_webm,
+    process_audio_message,
+    send_json,
+    stream_live,
+    wer,
+)
 
 pytestmark = pytest.mark.slow
 for _needed in ("torch", "resemblyzer"):
@@ -268,3 +277,30 @@ def test_ws_file_finals_carry_speakers(
     assert der(ref, hyp, collar=0.25) <= 0.15, hyp
     assert {h[2] for h in hyp} == {"A", "B"}
     assert refused[-1]["type"] == "error" and refused[-1]["code"] == "invalid_field"
+
+
+def test_live_stream_labels_stay_with_their_voice(api_stack: Stack, voices: dict[str, np.ndarray]) -> None:
+    """Two voices alternating in a real-time /ws stream (4 s turns, 1.5 s pauses) with
+    diarize: true: every final has a speaker, one label per voice all session, and the
+    labels are right for at least 85% of the finals' speech time."""
+    audio, ref = build_conversation(voices, ["jfk", "osr"], turn_s=4.0, pause_s=1.5, turns=8)
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    duration = len(audio) / 16000
+    with connect(f"{api_stack.ws_url}?api_key={API_KEY}", max_size=None) as ws:
+        result = stream_live(ws, chunk_stream(pcm_to_webm(pcm), duration), start_fields={"diarize": True})
+    got = [m for m in finals(result.messages) if str(m.get("transcript") or "").strip()]
+    assert got and all(m.get("speaker") for m in got), got
+    # time of each final spent on each reference voice
+    overlap: dict[tuple[str, str], float] = {}
+    for m in got:
+        for a, b, who in ref:
+            ov = min(float(m["end"]), b) - max(float(m["start"]), a)
+            if ov > 0:
+                overlap[(m["speaker"], who)] = overlap.get((m["speaker"], who), 0.0) + ov
+    labels = {label for label, _ in overlap}
+    mapping = {label: max(("jfk", "osr"), key=lambda v: overlap.get((label, v), 0.0)) for label in labels}
+    right = sum(t for (label, who), t in overlap.items() if mapping[label] == who)
+    share = right / sum(overlap.values())
+    print(f"live labels right for {share:.1%} of the speech time; labels {sorted(labels)}")
+    assert len(labels) == 2 and set(mapping.values()) == {"jfk", "osr"}, overlap
+    assert share >= 0.85, overlap
