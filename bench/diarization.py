@@ -4,6 +4,8 @@ turns, with and without pauses; and the embedding time per audio second.
 
     PYTHONPATH=$PWD .venv/bin/python -m bench.diarization [--share] [--turns-only]
 
+``--share``: the worker time spent on speakers, for a file and for a live stream.
+
 ``der_turns``: the speaker turns alone; ``der_served_segments``: the segments the API
 serves (tiny.en with word timings, cut into each voice's speech by the gateway's rule).
 
@@ -188,6 +190,38 @@ def worker_share(model: str = "tiny.en", threads: int = 2) -> dict[str, object]:
     }
 
 
+def live_share(model: str = "tiny.en", threads: int = 2) -> dict[str, object]:
+    """Share of worker time spent on speakers for a live stream: each 3 s turn of the
+    2-voice conversation is one final, decoded as live finals are (no timestamp tokens)
+    and its voice windows embedded, timed apart; summed over the stream."""
+    from whisper_service.backends import DecodeOptions, load_transcriber
+
+    voices = load_voices()
+    audio, _ = build_conversation(voices, ["jfk", "osr"], turns=8)
+    asr = load_transcriber(model, device="cpu", compute_type="default", cpu_threads=threads)
+    enc = load_encoder()
+    options = DecodeOptions(language="en", without_timestamps=True, condition_on_previous_text=False)
+    asr.transcribe(audio[: 16000 * 3], options)  # warm-up
+    window_embeddings(audio[: 16000 * 3], enc)
+    turn = 3 * SAMPLE_RATE
+    transcribe_s = embed_s = 0.0
+    for start in range(0, len(audio) - turn + 1, turn):
+        piece = audio[start : start + turn]
+        t0 = time.perf_counter()
+        asr.transcribe(piece, options)
+        t1 = time.perf_counter()
+        window_embeddings(piece, enc)
+        t2 = time.perf_counter()
+        transcribe_s, embed_s = transcribe_s + t1 - t0, embed_s + t2 - t1
+    return {
+        "live_audio_s": round(len(audio) / SAMPLE_RATE, 1),
+        "finals": len(audio) // turn,
+        "transcribe_s": round(transcribe_s, 3),
+        "embed_s": round(embed_s, 3),
+        "embed_share_of_worker": round(embed_s / (transcribe_s + embed_s), 4),
+    }
+
+
 def main() -> None:
     import sys
 
@@ -195,6 +229,7 @@ def main() -> None:
         print(json.dumps(row))
     if "--share" in sys.argv:
         print(json.dumps(worker_share()))
+        print(json.dumps(live_share()))
 
 
 if __name__ == "__main__":
