@@ -34,6 +34,7 @@ from shared.errors import ErrorCode, http_status, parse_code
 from shared.jobs import TranscriptionJob
 from shared.queue import REDIS_AWAY, JobQueue
 from shared.requeue import RequeueBuffer
+from shared.speakers import references
 from shared.stream_ledger import StreamLedger
 
 log = structlog.get_logger()
@@ -52,10 +53,30 @@ def _decode_hints(req: dict[str, Any]) -> dict[str, Any]:
         hints["prompt"] = req["prompt"]
     if isinstance(req.get("temperature"), int | float) and not isinstance(req["temperature"], bool):
         hints["temperature"] = float(req["temperature"])
-    for flag in ("word_timestamps", "trim_segments", "timestamps"):
+    for flag in ("word_timestamps", "trim_segments", "timestamps", "diarize"):
         if isinstance(req.get(flag), bool):
             hints[flag] = req[flag]
     return hints
+
+
+async def _speaker_references(req: dict[str, Any]) -> list[bytes]:
+    """Known speakers' reference clips decoded like any audio (int16 PCM), each checked for a
+    usable length; raises DecodeError with ``invalid_speaker_reference`` naming the clip."""
+    clips = req.get("speaker_references") or []
+    if not isinstance(clips, list) or not all(isinstance(c, bytes) for c in clips):
+        raise DecodeError(ErrorCode.INVALID_SPEAKER_REFERENCE, "speaker_references must be a list of bytes")
+    out: list[bytes] = []
+    for i, clip in enumerate(clips):
+        try:
+            decoded = await decode(clip, max_seconds=references.MAX_SECONDS * 3)
+        except DecodeError as exc:
+            message = f"known_speaker_references[{i}] is not audio that can be decoded ({exc.message})"
+            raise DecodeError(ErrorCode.INVALID_SPEAKER_REFERENCE, message) from None
+        problem = references.reference_problem(i, decoded.duration_s)
+        if problem:
+            raise DecodeError(ErrorCode.INVALID_SPEAKER_REFERENCE, problem)
+        out.append(decoded.pcm)
+    return out
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -101,6 +122,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         metrics.AUDIO_DECODED.labels(mode="file").inc(decoded.duration_s)
         pcm = decoded.pcm
         hints = _decode_hints(req)
+        try:
+            known_clips = await _speaker_references(req) if hints.get("diarize") else []
+        except DecodeError as exc:
+            log.info("speaker_reference_rejected", request_id=request_id)
+            return _error(parse_code(exc.code, ErrorCode.INVALID_SPEAKER_REFERENCE), exc.message)
         # Subtitle-grade times: the worker snaps segments to the speech found here (word
         # timings, when asked for, place them on the words instead).
         with_speech = bool(hints.get("trim_segments")) and not hints.get("word_timestamps")
@@ -121,6 +147,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 count=len(pieces),
                 offset_s=p.start_s,
                 speech_spans=p.speech_spans_s(),
+                speaker_references=known_clips if p.index == 0 else [],
                 **hints,
             )
             for p in pieces

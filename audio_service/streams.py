@@ -80,6 +80,7 @@ class LiveStream:
         self.model = config.model or settings.model
         self.format = config.format
         self.prompt = config.prompt or None
+        self.diarize = config.diarize
         self.speech_events = config.speech_events
         self.segmenter = Segmenter(self._segmenter_options(config.vad))
         self.seq = 0
@@ -368,6 +369,7 @@ class LiveStream:
             prompt=self.prompt,
             stream_id=self.stream_id,
             seq=self.seq,
+            diarize=self.diarize and utterance.kind != "partial",  # a candidate may be the final
         )
 
     async def _send(self, event: StreamEvent) -> None:

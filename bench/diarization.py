@@ -2,7 +2,12 @@
 the speech fixtures' different voices (jfk, osr_us_000_0034, thorsten_*), alternating
 turns, with and without pauses; and the embedding time per audio second.
 
-    PYTHONPATH=$PWD .venv/bin/python -m bench.diarization [--share]
+    PYTHONPATH=$PWD .venv/bin/python -m bench.diarization [--share] [--turns-only]
+
+``--share``: the worker time spent on speakers, for a file and for a live stream.
+
+``der_turns``: the speaker turns alone; ``der_served_segments``: the segments the API
+serves (tiny.en with word timings, cut into each voice's speech by the gateway's rule).
 
 The reference says who speaks where: a turn is the speech (same energy rule as the
 pipeline, on the clean clip alone) of the chunk taken from that speaker's recording.
@@ -12,13 +17,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from whisper_service.speakers.der import der
+from gateway.speaker_labels import label_pieces
+from shared.speakers.der import der
+from shared.speakers.turns import Turn, turns_from_windows
 from whisper_service.speakers.embedding import SAMPLE_RATE, decode_audio, load_encoder
-from whisper_service.speakers.pipeline import FRAME_S, speech_mask, turns_from_windows, window_embeddings
+from whisper_service.speakers.pipeline import FRAME_S, speech_mask, window_embeddings
 
 FIXTURES = Path("/work/shared/fixtures/speech")
 VOICES = {
@@ -92,10 +101,36 @@ CASES = [
 ]
 
 
-def run_cases() -> list[dict[str, object]]:
-    """DER and speakers found per case, with the embedding time per audio second."""
+def served_segments(audio: np.ndarray, turns: list[Turn], asr: Any) -> list[Turn]:
+    """The (start, end, speaker) of the segments the API serves for ``audio``: decoded with
+    word timings as the worker does, cut into each voice's speech by the gateway's rule."""
+    from whisper_service.backends import DecodeOptions
+
+    result = asr.transcribe(audio, DecodeOptions(language="en", word_timestamps=True))
+    segments = [
+        {
+            "start": seg.start,
+            "end": seg.end,
+            "text": seg.text,
+            "words": [{"word": w.word, "start": w.start, "end": w.end} for w in seg.words or []],
+        }
+        for seg in result.segments
+    ]
+    piece = {"transcript": "", "start": 0.0, "end": len(audio) / SAMPLE_RATE, "segments": segments}
+    return [(s["start"], s["end"], s["speaker"]) for s in label_pieces([piece], turns)[0]["segments"]]
+
+
+def run_cases(model: str | None = "tiny.en") -> list[dict[str, object]]:
+    """Per case: DER of the speaker turns (the windows' clustering alone) and, with
+    ``model``, of the segments the API serves (transcribed, then cut into speech by turns);
+    speakers found, and the embedding time per audio second."""
     enc = load_encoder()
     voices = load_voices()
+    asr = None
+    if model is not None:
+        from whisper_service.backends import load_transcriber
+
+        asr = load_transcriber(model, device="cpu", compute_type="default", cpu_threads=2)
     out: list[dict[str, object]] = []
     for name, speakers, pause in CASES:
         audio, ref = build_conversation(voices, speakers, pause_s=pause, turns=4 * len(speakers))
@@ -103,48 +138,98 @@ def run_cases() -> list[dict[str, object]]:
         win = window_embeddings(audio, enc)
         hyp = turns_from_windows(win)
         took = time.perf_counter() - t0
-        out.append(
-            {
-                "case": name,
-                "speakers": len(speakers),
-                "found": len({h[2] for h in hyp}),
-                "audio_s": round(len(audio) / SAMPLE_RATE, 1),
-                "der": round(der(ref, hyp, collar=0.25), 4),
-                "diarize_s_per_audio_s": round(took / (len(audio) / SAMPLE_RATE), 4),
-            }
-        )
+        row: dict[str, object] = {
+            "case": name,
+            "speakers": len(speakers),
+            "found": len({h[2] for h in hyp}),
+            "audio_s": round(len(audio) / SAMPLE_RATE, 1),
+            "der_turns": round(der(ref, hyp, collar=0.25), 4),
+            "diarize_s_per_audio_s": round(took / (len(audio) / SAMPLE_RATE), 4),
+        }
+        if asr is not None:
+            row["der_served_segments"] = round(der(ref, served_segments(audio, hyp, asr), collar=0.25), 4)
+        out.append(row)
     return out
 
 
 def worker_share(model: str = "tiny.en", threads: int = 2) -> dict[str, object]:
-    """Share of worker time spent on speakers for one file: the 3-speaker conversation
-    transcribed by the bundled model, then embedded and clustered, timed apart."""
+    """Share of worker time spent on speakers for one file, timed the way the service runs
+    a diarized piece: the 3-speaker conversation decoded with word timings (the service
+    asks for them to cut segments at a change of voice), then its windows embedded (the
+    worker's speaker step); the clustering (the gateway's, once per file) and a plain
+    decode without word timings are timed apart. Best of three runs each."""
     from whisper_service.backends import DecodeOptions, load_transcriber
 
     audio, _ = build_conversation(load_voices(), ["jfk", "osr", "thorsten"], turns=12)
     asr = load_transcriber(model, device="cpu", compute_type="default", cpu_threads=threads)
     enc = load_encoder()
     asr.transcribe(audio[: 16000 * 5], DecodeOptions(language="en"))  # warm-up
-    t0 = time.perf_counter()
-    asr.transcribe(audio, DecodeOptions(language="en"))
-    t1 = time.perf_counter()
-    turns_from_windows(window_embeddings(audio, enc))
-    t2 = time.perf_counter()
+    window_embeddings(audio[: 16000 * 5], enc)
+
+    def best(step: Callable[[], object]) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    plain = best(lambda: asr.transcribe(audio, DecodeOptions(language="en")))
+    words = best(lambda: asr.transcribe(audio, DecodeOptions(language="en", word_timestamps=True)))
+    win = window_embeddings(audio, enc)
+    embed = best(lambda: window_embeddings(audio, enc))
+    clustering = best(lambda: turns_from_windows(win))
     return {
         "audio_s": round(len(audio) / SAMPLE_RATE, 1),
-        "transcribe_s": round(t1 - t0, 3),
-        "speakers_s": round(t2 - t1, 3),
-        "speaker_share": round((t2 - t1) / (t2 - t0), 4),
+        "transcribe_plain_s": round(plain, 3),
+        "transcribe_words_s": round(words, 3),
+        "embed_s": round(embed, 3),
+        "cluster_s": round(clustering, 3),
+        "embed_share_of_worker": round(embed / (words + embed), 4),
+        "speakers_share_vs_plain": round((words + embed - plain) / (words + embed), 4),
+    }
+
+
+def live_share(model: str = "tiny.en", threads: int = 2) -> dict[str, object]:
+    """Share of worker time spent on speakers for a live stream: each 3 s turn of the
+    2-voice conversation is one final, decoded as live finals are (no timestamp tokens)
+    and its voice windows embedded, timed apart; summed over the stream."""
+    from whisper_service.backends import DecodeOptions, load_transcriber
+
+    voices = load_voices()
+    audio, _ = build_conversation(voices, ["jfk", "osr"], turns=8)
+    asr = load_transcriber(model, device="cpu", compute_type="default", cpu_threads=threads)
+    enc = load_encoder()
+    options = DecodeOptions(language="en", without_timestamps=True, condition_on_previous_text=False)
+    asr.transcribe(audio[: 16000 * 3], options)  # warm-up
+    window_embeddings(audio[: 16000 * 3], enc)
+    turn = 3 * SAMPLE_RATE
+    transcribe_s = embed_s = 0.0
+    for start in range(0, len(audio) - turn + 1, turn):
+        piece = audio[start : start + turn]
+        t0 = time.perf_counter()
+        asr.transcribe(piece, options)
+        t1 = time.perf_counter()
+        window_embeddings(piece, enc)
+        t2 = time.perf_counter()
+        transcribe_s, embed_s = transcribe_s + t1 - t0, embed_s + t2 - t1
+    return {
+        "live_audio_s": round(len(audio) / SAMPLE_RATE, 1),
+        "finals": len(audio) // turn,
+        "transcribe_s": round(transcribe_s, 3),
+        "embed_s": round(embed_s, 3),
+        "embed_share_of_worker": round(embed_s / (transcribe_s + embed_s), 4),
     }
 
 
 def main() -> None:
     import sys
 
-    for row in run_cases():
+    for row in run_cases(None if "--turns-only" in sys.argv else "tiny.en"):
         print(json.dumps(row))
     if "--share" in sys.argv:
         print(json.dumps(worker_share()))
+        print(json.dumps(live_share()))
 
 
 if __name__ == "__main__":

@@ -181,11 +181,13 @@ class FileQueued:
 
 @dataclass(frozen=True)
 class PieceDone:
-    """One piece's final transcript, released in file order."""
+    """One piece's final transcript, released in file order. ``speakers``: its speaker
+    windows when the file is diarized (the assembler's input, never shown to a client)."""
 
     request_id: str | None
     index: int
     message: dict[str, Any]
+    speakers: Any = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ from gateway.context import GatewayContext
 from gateway.files import FileJobs
 from gateway.model_loading import validate_model_name
 from gateway.openai_errors import OpenAIError
+from gateway.renderers import diarized
+from gateway.speaker_labels import SpeakerHints
 from shared import models, subtitles
 from shared.heartbeats import workers_for_new_work
 from shared.protocol import ProtocolError, too_large_message
@@ -53,9 +55,14 @@ OPENAI_MODEL_NAMES = frozenset(
 )
 GRANULARITIES = ("segment", "word")
 MAX_FORM_FIELDS = 32
-MAX_FIELD_BYTES = 64 * 1024
-#: Multipart framing and form fields on top of the audio itself.
-FORM_OVERHEAD_BYTES = 256 * 1024
+#: A form field's limit: a known speaker's reference clip travels as a base64 data URL.
+MAX_FIELD_BYTES = diarized.MAX_REFERENCE_BYTES * 4 // 3 + 1024
+#: Multipart framing and form fields on top of the audio itself (reference clips included).
+FORM_OVERHEAD_BYTES = 256 * 1024 + diarized.MAX_KNOWN_SPEAKERS * MAX_FIELD_BYTES
+#: OpenAI's speaker-labelled format (model ``gpt-4o-transcribe-diarize``), rendered by
+#: :mod:`gateway.renderers.diarized` from the labelled pieces.
+DIARIZED_FORMAT = "diarized_json"
+RESPONSE_FORMATS = (*subtitles.FORMATS, DIARIZED_FORMAT)
 LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
 TRUE_VALUES, FALSE_VALUES = ("true", "1", "yes"), ("false", "0", "no", "")
 
@@ -74,6 +81,14 @@ class AudioRequest:
     temperature: float | None
     words: bool
     stream: bool
+    #: Speaker labels asked for (model gpt-4o-transcribe-diarize or diarized_json); None: not.
+    speakers: diarized.SpeakerRequest | None = None
+
+    def speaker_hints(self) -> SpeakerHints | None:
+        """Speaker labels asked for: FileJobs holds the pieces and labels them together."""
+        if self.speakers is None:
+            return None
+        return SpeakerHints(self.speakers.known_names, self.speakers.min_speakers, self.speakers.max_speakers)
 
     def hints(self) -> dict[str, Any]:
         """Options for the model. Word timings only when asked for: in faster-whisper they
@@ -89,6 +104,8 @@ class AudioRequest:
             "trim_segments": True,
             "timestamps": needs_times,
         }
+        if self.speakers is not None and self.speakers.references:
+            hints["speaker_references"] = list(self.speakers.references)
         if self.prompt:
             hints["prompt"] = self.prompt
         if self.temperature is not None:
@@ -175,11 +192,11 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
         raise OpenAIError(400, message, param="model", code="unknown_model") from None
 
     response_format = _field(form, "response_format") or "json"
-    if response_format not in subtitles.FORMATS:
+    if response_format not in RESPONSE_FORMATS:
         raise OpenAIError(
             400,
             f"Unknown response_format '{response_format[:40]}'; expected one of: "
-            f"{', '.join(subtitles.FORMATS)}",
+            f"{', '.join(RESPONSE_FORMATS)}",
             param="response_format",
             code="invalid_field",
         )
@@ -218,6 +235,9 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
             code="invalid_field",
         )
 
+    stream = _flag(form, "stream")
+    speakers = _speaker_request(form, requested_model, response_format, endpoint_task)
+
     # An English-only model hears only English, and English translated to English is the
     # transcript itself; so "translate" on such a model transcribes instead of failing.
     task = endpoint_task if spec.multilingual else "transcribe"
@@ -231,7 +251,47 @@ async def parse_request(form: FormData, *, endpoint_task: str, default_model: st
         response_format=response_format,
         temperature=temperature,
         words="word" in granularities,
-        stream=_flag(form, "stream"),
+        stream=stream,
+        speakers=speakers,
+    )
+
+
+def _strings(form: FormData, name: str) -> list[str]:
+    """A repeated field, as the SDK sends lists (``name[]``) or as plain repeats."""
+    values = [*form.getlist(f"{name}[]"), *form.getlist(name)]
+    if not all(isinstance(v, str) for v in values):
+        raise OpenAIError(400, f"'{name}[]' must be form fields, not files", param=name, code="invalid_field")
+    return [str(v) for v in values]
+
+
+_SPEAKER_FIELDS = ("known_speaker_names", "known_speaker_references", "min_speakers", "max_speakers")
+
+
+def _speaker_request(
+    form: FormData, requested_model: str, response_format: str, endpoint_task: str
+) -> diarized.SpeakerRequest | None:
+    """The speaker fields, checked, when speaker labels are asked for; None otherwise."""
+    wanted = requested_model == diarized.DIARIZE_MODEL or response_format == DIARIZED_FORMAT
+    names, refs = _strings(form, "known_speaker_names"), _strings(form, "known_speaker_references")
+    if not wanted:
+        given = [f for f in _SPEAKER_FIELDS if form.get(f) is not None or form.get(f"{f}[]") is not None]
+        if given:
+            raise OpenAIError(
+                400,
+                f"'{given[0]}' needs speaker labels: model '{diarized.DIARIZE_MODEL}' "
+                f"or response_format '{DIARIZED_FORMAT}'",
+                param=given[0],
+                code="invalid_field",
+            )
+        return None
+    if endpoint_task != "transcribe":
+        raise OpenAIError(
+            400, "Speaker labels are for /v1/audio/transcriptions", param="model", code="invalid_field"
+        )
+    chunking = _field(form, "chunking_strategy")
+    diarized.check_chunking_strategy(chunking, _field(form, "chunking_strategy[type]"))
+    return diarized.parse_speaker_fields(
+        names, refs, _field(form, "min_speakers"), _field(form, "max_speakers")
     )
 
 
@@ -266,6 +326,7 @@ class FileRun:
                 model=req.model,
                 client_request_id=None,
                 hints=req.hints(),
+                speakers=req.speaker_hints(),
             )
         except ProtocolError as exc:
             raise OpenAIError.from_code(exc.code, exc.message) from None
@@ -359,9 +420,7 @@ class OpenAIAudioAPI:
         finally:
             self.inflight -= 1
             await run.close()
-        body = subtitles.render(
-            req.response_format, pieces, duration_s=run.duration_s, task=req.endpoint_task, words=req.words
-        )
+        body = _render(req, run, pieces)
         if isinstance(body, dict):
             return JSONResponse(body)
         return PlainTextResponse(body, media_type=subtitles.MEDIA_TYPES[req.response_format])
@@ -381,9 +440,13 @@ class OpenAIAudioAPI:
     async def _events(self, run: FileRun) -> AsyncIterator[str]:
         """SSE: an empty first delta announcing the piece count, one delta per piece as it
         completes (in file order), then ``transcript.text.done``. Extra ``x_*`` fields carry
-        progress and timings; OpenAI's SDK keeps them on the event objects."""
+        progress and timings; OpenAI's SDK keeps them on the event objects. With speaker
+        labels the pieces come once the file is done (FileJobs labels them together), then
+        one ``transcript.text.segment`` per labelled segment before the done event, as
+        OpenAI streams diarized_json."""
         total = run.pieces_total
         texts: list[str] = []
+        pieces: list[dict[str, Any]] = []
         try:
             progress = {"completed": 0, "pieces": total, "duration_s": run.duration_s}
             yield _sse(
@@ -391,6 +454,7 @@ class OpenAIAudioAPI:
             )
             try:
                 async for index, piece in _enumerate(run.pieces()):
+                    pieces.append(piece)
                     text = str(piece.get("transcript") or "").strip()
                     delta = (" " if texts and text else "") + text
                     texts.extend([text] if text else [])
@@ -406,6 +470,9 @@ class OpenAIAudioAPI:
                             "x_piece": info,
                         }
                     )
+                if run.request.speakers is not None:
+                    for segment in _diarized(run, pieces)["segments"]:
+                        yield _sse(segment)
             except OpenAIError as exc:
                 yield _sse(exc.body())
                 return
@@ -429,6 +496,20 @@ class OpenAIAudioAPI:
             except ProtocolError as exc:
                 return OpenAIError(404, exc.message, param="model", code="model_not_found").response()
         return JSONResponse(_model_object(name))
+
+
+def _diarized(run: FileRun, pieces: list[dict[str, Any]]) -> dict[str, Any]:
+    """diarized_json from the labelled pieces (:class:`gateway.files.FileJobs` labels them)."""
+    segs = [(s["start"], s["end"], s["text"], s.get("speaker") or "A") for s in subtitles.segments(pieces)]
+    return diarized.render_diarized_json(segs, duration_s=run.duration_s)
+
+
+def _render(req: AudioRequest, run: FileRun, pieces: list[dict[str, Any]]) -> str | dict[str, Any]:
+    if req.response_format == DIARIZED_FORMAT:
+        return _diarized(run, pieces)
+    return subtitles.render(
+        req.response_format, pieces, duration_s=run.duration_s, task=req.endpoint_task, words=req.words
+    )
 
 
 def _model_object(name: str) -> dict[str, Any]:

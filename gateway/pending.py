@@ -90,7 +90,7 @@ class PendingRequest:
             )
         message: dict[str, Any] = dict(reply.message)
         message["latency_ms"] = round((now - self.received_at) * 1000)
-        return events.PieceDone(self.client_request_id, reply.index, message)
+        return events.PieceDone(self.client_request_id, reply.index, message, reply.speakers)
 
     def _no_speech_transcript(self) -> dict[str, Any]:
         """The one final of a file in which the speech detector found no speech."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
 
+import numpy as np
 import structlog
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -28,6 +30,8 @@ from shared.errors import parse_code
 from shared.jobs import live_utterance_id
 from shared.protocol import ErrorCode, ProtocolError
 from shared.redis_keys import new_reply_channel
+from shared.speakers import wire
+from shared.speakers.online import SessionSpeakers
 
 log = structlog.get_logger()
 
@@ -56,6 +60,7 @@ class Recording:
         prompt: str | None = None,
         vad: sp.VadSettings | None = None,
         speech_events: bool = False,
+        diarize: bool = False,
     ) -> None:
         self.ctx = ctx
         self.emit = emit
@@ -72,7 +77,12 @@ class Recording:
             prompt=prompt,
             vad=vad,
             speech_events=speech_events,
+            diarize=diarize,
         )
+        #: The session's voices (speaker labels asked for), and each answered final's voice
+        #: windows until it is released in order and labelled.
+        self.speakers = SessionSpeakers() if diarize else None
+        self._voice_windows: dict[int, np.ndarray] = {}
         self.model = model
         self.machine = UtteranceMachine(
             self.stream_id, model, lambda index: live_utterance_id(self.stream_id, index)
@@ -200,7 +210,20 @@ class Recording:
         if raw.get("request_id") != self.stream_id:
             return
         reply = WorkerReply.parse(dict(raw))
+        if self.speakers is not None and reply.kind != "partial" and reply.speakers is not None:
+            with contextlib.suppress(ValueError):  # malformed: the final goes out unlabelled
+                self._voice_windows[reply.index] = wire.load_windows(reply.speakers).embeddings
         self._emit(self.machine.result(reply, time.monotonic(), latency_now=time.time()))
+
+    def _label(self, event: events.LiveEvent) -> events.LiveEvent:
+        """A final released in order gets its voice's label (decided now, never changed)."""
+        if self.speakers is None or not isinstance(event, events.FinalText):
+            return event
+        windows = self._voice_windows.pop(event.index, None)
+        label = self.speakers.assign(windows) if windows is not None else None
+        if label is None:
+            return event
+        return dataclasses.replace(event, message={**event.message, "speaker": label})
 
     async def _watch(self) -> None:
         """The stuck-final watchdog, kept by the recording itself so that it also runs while
@@ -238,7 +261,7 @@ class Recording:
     # --- outputs --------------------------------------------------------------------------
 
     def _emit(self, out: list[events.LiveEvent]) -> None:
-        for event in out:
+        for event in map(self._label, out):
             self._observe(event)
             self.emit(event)
 

@@ -10,6 +10,7 @@ from gateway import events
 from gateway.connection import Connection
 from gateway.model_loading import load_across_pool, validate_model_name, validate_request
 from gateway.renderers.browser import BrowserRenderer
+from gateway.speaker_labels import SpeakerHints
 from shared import metrics, protocol
 from shared.heartbeats import live_workers
 from shared.protocol import ErrorCode, ProtocolError
@@ -61,6 +62,7 @@ class BrowserProtocol:
                     task=msg.task,
                     model=msg.model or self.model,
                     client_request_id=msg.request_id,
+                    speakers=_speaker_hints(msg),
                 )
             case protocol.LoadModel():
                 validate_model_name(msg.model_name)
@@ -98,7 +100,9 @@ class BrowserProtocol:
             raise ProtocolError(ErrorCode.ALREADY_RECORDING, "A recording is already running; stop it first")
         model = msg.model or self.model
         language = validate_request(model, msg.language, msg.task)
-        await self.conn.start_recording(language=language, task=msg.task, model=model, fmt=msg.format)
+        await self.conn.start_recording(
+            language=language, task=msg.task, model=model, fmt=msg.format, diarize=msg.diarize
+        )
         self.language = language
 
     # --- models and status ----------------------------------------------------------------
@@ -129,3 +133,13 @@ class BrowserProtocol:
                 workers=workers,
             )
         )
+
+
+def _speaker_hints(msg: protocol.ProcessAudio) -> SpeakerHints | None:
+    """``diarize: true`` on process_audio: the file's finals carry speaker labels."""
+    if not msg.diarize:
+        return None
+    lo, hi = msg.min_speakers, msg.max_speakers
+    if lo is not None and hi is not None and lo > hi:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "min_speakers is greater than max_speakers")
+    return SpeakerHints([], lo, hi)

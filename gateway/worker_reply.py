@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.jobs import client_view
+from shared.speakers.wire import REPLY_FIELD
 
 
 def _int(value: Any, default: int) -> int:
@@ -28,6 +29,9 @@ class WorkerReply:
     seq: int  # order among a stream's jobs
     enqueued_at: float | None
     message: dict[str, Any]  # what a client may see
+    #: A diarized piece's speaker windows (:mod:`shared.speakers.wire`), for the file's
+    #: assembler only; None when the job was not diarized.
+    speakers: Any = None
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> WorkerReply:
@@ -42,6 +46,7 @@ class WorkerReply:
             seq=_int(raw.get("seq"), 0),
             enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
             message=client_view(raw),
+            speakers=raw.get(REPLY_FIELD),
         )
 
     @property

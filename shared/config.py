@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     model: str = "tiny.en"
     models_dir: str = Field(default_factory=lambda: os.path.expanduser("~/.cache/whisper-appliance/models"))
     max_models: int = 2
+    #: Speaker labels (issue 17): the voice encoder workers embed with. ``resemblyzer``: the
+    #: weights bundled in that wheel (offline); a pyannote/WeSpeaker name loads through
+    #: pyannote.audio when installed and reachable.
+    speaker_model: str = "resemblyzer"
     # Backend for names without an ``@faster-whisper``/``@openai-whisper`` suffix.
     backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     device: str = "auto"

@@ -62,6 +62,7 @@ class ErrorCode(StrEnum):
     RESUME_EXPIRED = "resume_expired"
     RESUME_INVALID = "resume_invalid"
     STREAM_LAGGING = "stream_lagging"
+    INVALID_SPEAKER_REFERENCE = "invalid_speaker_reference"
 
 
 class CloseCode(IntEnum):
@@ -126,6 +127,10 @@ _TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.RESUME_INVALID: ErrorSpec(403, None, "The resume token does not match the session"),
     # The lag watchdog ended a live stream whose results fell too far behind its audio.
     ErrorCode.STREAM_LAGGING: ErrorSpec(503, None, "The stream fell too far behind; start again shortly"),
+    # A known speaker's reference clip is not audio, or too short or long to name a voice.
+    ErrorCode.INVALID_SPEAKER_REFERENCE: ErrorSpec(
+        400, None, "A known speaker's reference clip is not usable", "known_speaker_references"
+    ),
 }
 
 

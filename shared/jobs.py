@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from shared.audio_format import pcm_seconds
+from shared.speakers.wire import REPLY_FIELD
 
 #: RQ resolves the job function by this dotted path, so the audio service never
 #: imports the model code.
@@ -21,6 +22,9 @@ TRANSCRIBE_FUNC = "whisper_service.jobs.transcribe"
 #: Fields added to replies for the gateway's bookkeeping; never sent to clients
 #: (``worker_id`` is kept: it tells a client which replica of the pool answered).
 ROUTING_FIELDS = ("request_id", "index", "count", "kind", "seq", "enqueued_at")
+#: Fields of a reply for the gateway only: a piece's speaker windows and embeddings (bytes,
+#: which a JSON client could not even receive), read by the file's assembler.
+INTERNAL_FIELDS = (*ROUTING_FIELDS, REPLY_FIELD)
 
 
 def live_utterance_id(stream_id: str, index: int) -> str:
@@ -29,8 +33,8 @@ def live_utterance_id(stream_id: str, index: int) -> str:
 
 
 def client_view(reply: dict[str, Any]) -> dict[str, Any]:
-    """A worker reply as a client may see it: the routing fields removed."""
-    return {k: v for k, v in reply.items() if k not in ROUTING_FIELDS}
+    """A worker reply as a client may see it: the routing and speaker fields removed."""
+    return {k: v for k, v in reply.items() if k not in INTERNAL_FIELDS}
 
 
 #: ``candidate``: a live utterance's probable final, sent while its pause is being confirmed.
@@ -64,6 +68,12 @@ class TranscriptionJob:
     #: splitter when ``trim_segments`` is asked: the worker trims segments to it instead of
     #: running the VAD again. Lists, so that msgpack carries them.
     speech_spans: list[tuple[float, float]] = field(default_factory=list)
+    #: Speaker labels (issue 17): the worker embeds the piece's speech windows beside the
+    #: transcription and returns them in the reply; the gateway clusters the whole file's.
+    diarize: bool = False
+    #: Known speakers' reference clips (int16 PCM like ``pcm``), on the file's first piece
+    #: only: its worker returns their embeddings, so they are compared with this file's alone.
+    speaker_references: list[bytes] = field(default_factory=list)
     attempt: int = 0  # retries so far after the worker holding it died (audio_service/reaper.py)
     enqueued_at: float = field(default_factory=time.time)
 

@@ -165,6 +165,12 @@ TRANSCRIPTION_DURATION = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=WORKER_REGISTRY,
 )
+SPEAKERS_DURATION = Histogram(
+    "s2t_worker_speakers_duration_seconds",
+    "Speaker step of one diarized job (window embeddings and reference clips), beside its model time",
+    buckets=LATENCY_BUCKETS,
+    registry=WORKER_REGISTRY,
+)
 AUDIO_TRANSCRIBED = Counter(
     "s2t_worker_audio_transcribed_seconds",
     "Seconds of audio transcribed, by model",

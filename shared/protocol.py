@@ -53,6 +53,8 @@ class StartRecording(_Command):
     mode: str | None = None
     task: Task = "transcribe"
     model: str | None = Field(default=None, max_length=256)
+    #: Speaker labels: each final carries ``speaker``, the same for the same voice all session.
+    diarize: bool = False
 
 
 class ProcessAudio(_Command):
@@ -65,6 +67,11 @@ class ProcessAudio(_Command):
     task: Task = "transcribe"
     model: str | None = Field(default=None, max_length=256)
     request_id: str | None = Field(default=None, max_length=128)
+    #: Speaker labels (issue 17): the file's finals come together once all its pieces are
+    #: in, each with ``speaker`` and its segments labelled; the hints bound the count.
+    diarize: bool = False
+    min_speakers: int | None = Field(default=None, ge=1, le=32)
+    max_speakers: int | None = Field(default=None, ge=1, le=32)
 
 
 class LoadModel(_Command):

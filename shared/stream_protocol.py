@@ -68,6 +68,8 @@ class StreamConfig(_Message):
     prompt: str | None = None
     vad: VadSettings | None = None
     speech_events: bool = False
+    #: Speaker labels: finals' jobs ask the worker for the utterance's voice windows.
+    diarize: bool = False
 
 
 class Stop(_Message):

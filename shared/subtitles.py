@@ -57,6 +57,7 @@ def segments(pieces: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "compression_ratio": float(seg.get("compression_ratio") or 0.0),
                     "no_speech_prob": float(seg.get("no_speech_prob") or 0.0),
                     **({"words": seg["words"]} if "words" in seg else {}),
+                    **({"speaker": str(seg["speaker"])} if seg.get("speaker") else {}),
                 }
             )
     return out
@@ -96,9 +97,22 @@ def timestamp(seconds: float, decimal: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
 
 
+def _cue_text(seg: dict[str, Any], voice_tag: bool) -> str:
+    """The cue's text; a diarized segment names its speaker: WebVTT's voice span
+    (``<v A>``), or ``A: `` in SRT, which has no speaker markup of its own."""
+    text = seg["text"].strip()
+    speaker = seg.get("speaker")
+    if not speaker:
+        return text
+    if voice_tag:
+        safe = speaker.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return f"<v {safe}>{text}"
+    return f"{speaker}: {text}"
+
+
 def srt(pieces: list[dict[str, Any]]) -> str:
     cues = [
-        f"{i}\n{timestamp(s['start'], ',')} --> {timestamp(s['end'], ',')}\n{s['text'].strip()}\n"
+        f"{i}\n{timestamp(s['start'], ',')} --> {timestamp(s['end'], ',')}\n{_cue_text(s, False)}\n"
         for i, s in enumerate(segments(pieces), start=1)
     ]
     return "\n".join(cues)
@@ -106,7 +120,7 @@ def srt(pieces: list[dict[str, Any]]) -> str:
 
 def vtt(pieces: list[dict[str, Any]]) -> str:
     cues = [
-        f"{timestamp(s['start'], '.')} --> {timestamp(s['end'], '.')}\n{s['text'].strip()}\n"
+        f"{timestamp(s['start'], '.')} --> {timestamp(s['end'], '.')}\n{_cue_text(s, True)}\n"
         for s in segments(pieces)
     ]
     return "WEBVTT\n\n" + "\n".join(cues)

@@ -135,12 +135,15 @@ def stream_live(
     model: str | None = None,
     timeout: float = 120.0,
     require_end: bool = True,
+    start_fields: dict[str, Any] | None = None,
 ) -> LiveResult:
     """start_real_recording, the chunks paced as a browser sends them, stop_recording, and
     every message until ``recording: false``. ``require_end=False`` (benchmarks of an
     overloaded service) returns what came within ``timeout`` instead of failing. ``model``:
-    the recording's model (unset: the service's default)."""
+    the recording's model (unset: the service's default); ``start_fields``: more fields of
+    start_real_recording (``diarize``)."""
     start = {"command": "start_real_recording", "language": language, "format": "webm"}
+    start.update(start_fields or {})
     send_json(ws, {**start, "model": model} if model else start)
     started = recv_json(ws)
     assert started.get("recording") is True, started

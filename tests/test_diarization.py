@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from whisper_service.speakers.clustering import cluster, label_clusters, letter, renumber_by_first_appearance
-from whisper_service.speakers.der import der
+from shared.speakers.clustering import cluster, label_clusters, letter, renumber_by_first_appearance
+from shared.speakers.der import der
 
 
 def _voices(

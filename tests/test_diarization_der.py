@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from bench.diarization import build_conversation, load_voices
-from whisper_service.speakers.clustering import cluster
-from whisper_service.speakers.der import der
+from shared.speakers.clustering import cluster
+from shared.speakers.der import der
+from shared.speakers.turns import merge, turns_from_windows
 from whisper_service.speakers.embedding import load_encoder
-from whisper_service.speakers.pipeline import merge, turns_from_windows, window_embeddings
+from whisper_service.speakers.pipeline import window_embeddings
 
 pytestmark = pytest.mark.slow
 # scripts/test.sh installs both (ensure_openai_extra, ensure_diarize_extra); say why if not.

@@ -8,17 +8,18 @@ import pytest
 from openai.types.audio import TranscriptionDiarized
 
 from gateway.openai_errors import OpenAIError
-from gateway.renderers.diarized import check_reference_audio, parse_speaker_fields, render_diarized_json
+from gateway.renderers.diarized import check_chunking_strategy, parse_speaker_fields, render_diarized_json
+from shared.speakers.references import reference_problem
 
 
-def test_sdk_type_parses_the_rendering_with_speakers_by_overlap() -> None:
+def test_sdk_type_parses_the_rendering() -> None:
     body = render_diarized_json(
-        [(0.0, 2.0, " Hello there."), (2.1, 4.0, " Hi."), (4.2, 6.0, " Bye.")],
-        [(0.0, 2.05, "agent"), (2.05, 4.1, "A"), (4.1, 6.0, "agent")],
+        [(0.0, 2.0, " Hello there.", "agent"), (2.1, 4.0, " Hi.", "A"), (4.2, 6.0, " Bye.", "agent")],
         duration_s=6.0,
     )
     parsed = TranscriptionDiarized.model_validate(body)
     assert [s.speaker for s in parsed.segments] == ["agent", "A", "agent"]
+    assert [s.id for s in parsed.segments] == ["seg_0", "seg_1", "seg_2"]
     assert parsed.text == "Hello there. Hi. Bye."
     assert parsed.segments[0].type == "transcript.text.segment"
 
@@ -54,7 +55,20 @@ def test_bad_speaker_fields_get_openai_errors(
     assert err.value.status == 400 and err.value.param == param and err.value.code == "invalid_value"
 
 
-def test_reference_clip_too_short() -> None:
-    with pytest.raises(OpenAIError, match=r"1\.2 to 10 s"):
-        check_reference_audio(0, 0.5)
-    check_reference_audio(0, 3.0)
+def test_reference_clip_length_limits() -> None:
+    assert "1.2 to 10 s" in (reference_problem(0, 0.5) or "")
+    assert reference_problem(1, 12.0) is not None
+    assert reference_problem(0, 3.0) is None
+
+
+@pytest.mark.parametrize("value", ["auto", '{"type": "server_vad", "threshold": 0.5}', None])
+def test_chunking_strategy_accepted(value: str | None) -> None:
+    check_chunking_strategy(value, None)
+    check_chunking_strategy(None, "server_vad")
+
+
+@pytest.mark.parametrize(("value", "vad_type"), [("sometimes", None), ('{"type": "x"}', None), (None, "y")])
+def test_chunking_strategy_refused(value: str | None, vad_type: str | None) -> None:
+    with pytest.raises(OpenAIError) as err:
+        check_chunking_strategy(value, vad_type)
+    assert err.value.param == "chunking_strategy"

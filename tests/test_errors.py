@@ -19,7 +19,7 @@ def test_every_code_has_a_valid_spec(code: ErrorCode) -> None:
         assert 400 <= HTTPStatus(status).value < 600, status  # HTTPStatus() refuses unknown ones
     assert entry.close_code is None or entry.close_code in set(CloseCode)
     assert entry.message and entry.message == entry.message.strip()
-    assert entry.param in (None, "file", "model", "language")
+    assert entry.param in (None, "file", "model", "language", "known_speaker_references")
 
 
 def test_the_old_import_path_is_the_same_enum() -> None:

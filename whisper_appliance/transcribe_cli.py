@@ -4,7 +4,10 @@ transcripts or subtitles beside them (or into ``--output-dir``).
 It speaks the service's OpenAI-compatible API with ``stream=true``: the first event says
 how many pieces the file was split into and every later one brings a finished piece, so
 the progress bar moves as the workers finish pieces, not as bytes upload. Outputs are
-rendered here with the same :mod:`shared.subtitles` code the server uses.
+rendered here with the same :mod:`shared.subtitles` code the server uses. With
+``--diarize`` the server labels the speakers once the whole file is done and streams the
+labelled segments (``transcript.text.segment``) before its done event; the outputs are
+rendered from those (``A: `` in SRT, ``<v A>`` in VTT, ``speaker`` in json).
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--model", default="whisper-1", help="model name (default: the server's default)")
     p.add_argument("--output-dir", type=Path, help="write outputs here instead of beside each input")
     p.add_argument(
+        "--diarize", action="store_true", help="label the speakers (A, B, ... in order of first appearance)"
+    )
+    p.add_argument(
         "--api-key",
         default=os.environ.get("S2T_API_KEY"),
         help="key when the server sets S2T_API_KEY (default: $S2T_API_KEY)",
@@ -94,7 +100,9 @@ def output_path(path: Path, fmt: str, output_dir: Path | None) -> Path:
 def transcribe_file(client: httpx.Client, path: Path, args: argparse.Namespace) -> list[Path]:
     """Transcribe once, write every requested format; return the files written."""
     audio = path.read_bytes()
-    pieces, duration_s = stream_pieces(client, path.name, audio, model=args.model, language=args.language)
+    pieces, duration_s = stream_pieces(
+        client, path.name, audio, model=args.model, language=args.language, diarize=args.diarize
+    )
     written = []
     for fmt in args.format:
         body = subtitles.render(FORMATS[fmt][0], pieces, duration_s=duration_s, task="transcribe")
@@ -107,12 +115,22 @@ def transcribe_file(client: httpx.Client, path: Path, args: argparse.Namespace) 
 
 
 def stream_pieces(
-    client: httpx.Client, name: str, audio: bytes, *, model: str, language: str | None
+    client: httpx.Client,
+    name: str,
+    audio: bytes,
+    *,
+    model: str,
+    language: str | None,
+    diarize: bool = False,
 ) -> tuple[list[dict[str, Any]], float]:
     """Post one file with ``stream=true``; return its pieces (transcript messages with
-    absolute segment times) and its duration, showing a bar of completed pieces."""
+    absolute segment times) and its duration, showing a bar of completed pieces. With
+    ``diarize``: one piece holding the labelled segments the server sent last."""
     form = {"model": model, "stream": "true", **({"language": language} if language else {})}
+    if diarize:
+        form["response_format"] = "diarized_json"
     pieces: list[dict[str, Any]] = []
+    labelled: list[dict[str, Any]] = []
     duration_s = 0.0
     with (
         client.stream(
@@ -134,7 +152,13 @@ def stream_pieces(
                 bar.refresh()
             if piece := event.get("x_piece"):
                 pieces.append({"transcript": str(event.get("delta", "")).strip(), **piece})
+            if event.get("type") == "transcript.text.segment":
+                labelled.append(event)
             if event.get("type") == "transcript.text.done":
+                if diarize:
+                    text = str(event.get("text") or "")
+                    whole = {"transcript": text, "start": 0.0, "end": duration_s, "segments": labelled}
+                    return [whole], duration_s
                 return pieces, duration_s
     raise TranscribeError("The server closed the stream before the transcript was done")
 

@@ -32,10 +32,12 @@ from shared.heartbeats import worker_alive
 from shared.jobs import TranscriptionJob
 from shared.models import ModelUnavailableError, UnknownModelError, UnsupportedRequestError, check_request
 from shared.queue import JobTimeout, Taken
+from shared.speakers import wire
 from shared.stream_ledger import StreamLedger
 from whisper_service import context, filters
 from whisper_service.backends import DecodeOptions, Segment, Transcriber, Transcription
 from whisper_service.reply_publisher import publish_reply
+from whisper_service.speakers.step import piece_speakers
 
 log = structlog.get_logger()
 
@@ -139,7 +141,10 @@ def _handle(ctx: context.WorkerContext, batch: list[Taken]) -> None:
                 if isinstance(result, Exception):
                     replies[i] = _error_reply(ctx, item.taken.job, result)
                 else:
-                    replies[i] = _transcript_reply(item, result, took, len(batch))
+                    reply = _transcript_reply(item, result, took, len(batch))
+                    if item.taken.job.diarize:  # a timeout here ends the batch like the model's
+                        reply = _with_speakers(ctx, item, reply)
+                    replies[i] = reply
                     _observe_cost(ctx, item.taken.job, took / len(batch))
     except JobTimeout as exc:  # the queue's limit for the job that started the batch
         for i, taken in enumerate(batch):
@@ -147,6 +152,23 @@ def _handle(ctx: context.WorkerContext, batch: list[Taken]) -> None:
     finally:
         ctx.info.busy = False
         _answer(ctx, batch, replies, started_at)
+
+
+def _with_speakers(ctx: context.WorkerContext, item: _Prepared, reply: dict[str, Any]) -> dict[str, Any]:
+    """The transcript with the piece's speaker windows; a speaker step that fails (no
+    encoder installed, say) makes the piece an error, not a transcript without speakers."""
+    try:
+        data = piece_speakers(item.taken.job, item.audio, ctx.settings.speaker_model)
+    except JobTimeout:
+        raise
+    except Exception as exc:
+        log.error("speakers_failed", utterance_id=item.taken.job.utterance_id, exc_info=exc)
+        return protocol.error(
+            protocol.ErrorCode.MODEL_UNAVAILABLE,
+            f"Speaker labels failed ({type(exc).__name__}: {str(exc)[:160]})",
+            utterance_id=item.taken.job.utterance_id,
+        )
+    return {**reply, wire.REPLY_FIELD: data}
 
 
 def _observe_cost(ctx: context.WorkerContext, job: TranscriptionJob, took_s: float) -> None:

@@ -2,26 +2,31 @@
 
 Pure: the transcript segments and the speaker turns come in, OpenAI's
 ``TranscriptionDiarized`` shape goes out; the speaker fields of the multipart form are
-checked here so every bad value gets one clear OpenAI-shaped error. Not yet wired into
-``gateway/openai_api.py`` (the worker reply does not carry window embeddings yet).
+checked here so every bad value gets one clear OpenAI-shaped error. The clips' length and
+whether they are audio at all is the audio service's check (``invalid_speaker_reference``,
+limits in :mod:`shared.speakers.references`), since it decodes them like any audio.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.openai_errors import OpenAIError
+from shared.speakers import references
 
 DIARIZE_MODEL = "gpt-4o-transcribe-diarize"
-MAX_KNOWN_SPEAKERS = 4  # OpenAI's documented limit
-MAX_REFERENCE_BYTES = 10 * 1024 * 1024
+MAX_KNOWN_SPEAKERS = references.MAX_KNOWN
+#: 10 s of 48 kHz 16-bit stereo WAV is 1.9 MB: a clip over this is not a short sample.
+MAX_REFERENCE_BYTES = 2 * 1024 * 1024
+#: OpenAI's ``chunking_strategy``: ``auto`` or a ``server_vad`` object. Accepted for
+#: compatibility; this service always cuts files at silences itself.
+CHUNKING_TYPES = ("auto", "server_vad")
 _DATA_URL = re.compile(r"^data:(audio/[\w.+-]+);base64,(.*)$", re.DOTALL)
-
-Turn = tuple[float, float, str]
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,7 @@ def parse_speaker_fields(
         if not clip or len(clip) > MAX_REFERENCE_BYTES:
             raise OpenAIError(
                 400,
-                f"known_speaker_references[{i}] must be 1 byte to 10 MB of audio",
+                f"known_speaker_references[{i}] must be 1 byte to 2 MB of audio",
                 param="known_speaker_references",
                 code="invalid_value",
             )
@@ -118,52 +123,47 @@ def parse_speaker_fields(
     return SpeakerRequest(list(names), clips, lo, hi)
 
 
-def check_reference_audio(index: int, seconds: float) -> None:
-    """A decoded reference clip must hold 1.2 to 10 s of audio (one embedding partial at least)."""
-    if seconds < 1.2 or seconds > 10.0:
+def check_chunking_strategy(value: str | None, vad_type: str | None) -> None:
+    """``chunking_strategy`` as the SDK sends it: ``auto``, a JSON object, or the object's
+    fields flattened (``chunking_strategy[type]=server_vad``)."""
+    kind = vad_type
+    if value and kind is None:
+        kind = value
+        if value.startswith("{"):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            kind = parsed.get("type") if isinstance(parsed, dict) else None
+    if kind is not None and kind not in CHUNKING_TYPES:
         raise OpenAIError(
             400,
-            f"known_speaker_references[{index}] is {seconds:.1f} s long; clips must be 1.2 to 10 s",
-            param="known_speaker_references",
+            "'chunking_strategy' must be 'auto' or an object with type 'server_vad'",
+            param="chunking_strategy",
             code="invalid_value",
         )
 
 
-def _speaker_for(start: float, end: float, turns: Sequence[Turn]) -> str:
-    best, who = 0.0, ""
-    for s, e, w in turns:
-        ov = min(end, e) - max(start, s)
-        if ov > best:
-            best, who = ov, w
-    if who:
-        return who
-    if not turns:
-        return "A"
-    mid = (start + end) / 2
-    return min(turns, key=lambda t: min(abs(t[0] - mid), abs(t[1] - mid)))[2]
-
-
 def render_diarized_json(
-    segments: Sequence[tuple[float, float, str]], turns: Sequence[Turn], *, duration_s: float
+    segments: Sequence[tuple[float, float, str, str]], *, duration_s: float
 ) -> dict[str, object]:
-    """OpenAI's TranscriptionDiarized: each transcript segment gets the speaker that overlaps
-    it most; consecutive segments keep their own ids (``seg_0``, ``seg_1``, ...)."""
-    out = []
-    for i, (start, end, text) in enumerate(segments):
-        out.append(
-            {
-                "type": "transcript.text.segment",
-                "id": f"seg_{i}",
-                "start": round(start, 3),
-                "end": round(end, 3),
-                "text": text.strip(),
-                "speaker": _speaker_for(start, end, turns),
-            }
-        )
+    """OpenAI's TranscriptionDiarized from labelled segments (start, end, text, speaker),
+    each with its own id (``seg_0``, ``seg_1``, ...)."""
+    out = [
+        {
+            "type": "transcript.text.segment",
+            "id": f"seg_{i}",
+            "start": round(start, 3),
+            "end": round(end, 3),
+            "text": text.strip(),
+            "speaker": speaker,
+        }
+        for i, (start, end, text, speaker) in enumerate(segments)
+    ]
     return {
         "task": "transcribe",
         "duration": round(duration_s, 3),
-        "text": " ".join(s["text"] for s in out if s["text"]),
+        "text": " ".join(str(s["text"]) for s in out if s["text"]),
         "segments": out,
         "usage": {"type": "duration", "seconds": round(duration_s, 3)},
     }

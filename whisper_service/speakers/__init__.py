@@ -1,5 +1,4 @@
-"""Speaker labels (issue 17): voice embeddings, clustering, labelling and DER.
-
-`clustering` and `der` are pure numpy (fast tests); `embedding` holds the model behind
-a small interface so a deployment can choose a bundled or a stronger named model.
+"""Speaker labels (issue 17), the worker's half: the voice-embedding model and the
+embedded windows of a piece. Clustering, labelling and DER are pure and live in
+:mod:`shared.speakers`, where the gateway's file assembly can use them.
 """
