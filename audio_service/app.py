@@ -25,7 +25,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from audio_service.decoder import DecodeError, decode, refill_spare
 from audio_service.reaper import reap_forever
-from audio_service.splitter import split
+from audio_service.splitter import speech_regions, split
 from audio_service.streams import stream_endpoint
 from shared import codec, metrics
 from shared.audio_format import SAMPLE_RATE
@@ -61,7 +61,8 @@ def _decode_hints(req: dict[str, Any]) -> dict[str, Any]:
 
 async def _speaker_references(req: dict[str, Any]) -> list[bytes]:
     """Known speakers' reference clips decoded like any audio (int16 PCM), each checked for a
-    usable length; raises DecodeError with ``invalid_speaker_reference`` naming the clip."""
+    usable length and enough speech (the speech detector's regions); raises DecodeError
+    with ``invalid_speaker_reference`` naming the clip."""
     clips = req.get("speaker_references") or []
     if not isinstance(clips, list) or not all(isinstance(c, bytes) for c in clips):
         raise DecodeError(ErrorCode.INVALID_SPEAKER_REFERENCE, "speaker_references must be a list of bytes")
@@ -73,6 +74,11 @@ async def _speaker_references(req: dict[str, Any]) -> list[bytes]:
             message = f"known_speaker_references[{i}] is not audio that can be decoded ({exc.message})"
             raise DecodeError(ErrorCode.INVALID_SPEAKER_REFERENCE, message) from None
         problem = references.reference_problem(i, decoded.duration_s)
+        if problem is None:
+            audio = np.frombuffer(decoded.pcm, dtype=np.int16).astype(np.float32) / 32768.0
+            regions = await asyncio.to_thread(speech_regions, audio)
+            speech_s = sum(end - start for start, end in regions) / SAMPLE_RATE
+            problem = references.reference_problem(i, decoded.duration_s, speech_s)
         if problem:
             raise DecodeError(ErrorCode.INVALID_SPEAKER_REFERENCE, problem)
         out.append(decoded.pcm)

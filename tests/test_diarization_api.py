@@ -167,6 +167,11 @@ def test_speakers_in_verbose_json_and_vtt_voice_tags(
             "known_speaker_references",
             None,
         ),
+        (
+            {"known_speaker_names": ["a"], "known_speaker_references": ["silent"]},
+            "known_speaker_references",
+            "invalid_speaker_reference",
+        ),
         ({"extra_body": {"min_speakers": "0"}}, "min_speakers", "invalid_value"),
         ({"extra_body": {"min_speakers": "3", "max_speakers": "2"}}, "min_speakers", "invalid_value"),
         ({"extra_body": {"chunking_strategy": "sometimes"}}, "chunking_strategy", "invalid_value"),
@@ -176,10 +181,13 @@ def test_bad_speaker_values_get_openai_errors(
     client: OpenAI, voices: dict[str, np.ndarray], fields: dict, param: str, code: str | None
 ) -> None:
     """Each bad value is a BadRequestError naming its field: more references than names, a
-    clip that is not audio, a clip too short (0.5 s), bad hints, a bad chunking strategy."""
+    clip that is not audio, a clip too short (0.5 s), 3 s of silence (no voice in it), bad
+    hints, a bad chunking strategy."""
     refs = fields.get("known_speaker_references")
     if refs == ["short"]:
         fields = {**fields, "known_speaker_references": [_data_url(voices["osr"][:8000])]}
+    if refs == ["silent"]:
+        fields = {**fields, "known_speaker_references": [_data_url(np.zeros(48000, dtype=np.float32))]}
     with pytest.raises(openai.BadRequestError) as err:
         client.audio.transcriptions.create(
             model=DIARIZE, response_format="diarized_json", file=("jfk.wav", _wav(voices["jfk"])), **fields
@@ -190,6 +198,8 @@ def test_bad_speaker_values_get_openai_errors(
         assert body.get("code") == code, body
     if refs == ["short"]:
         assert "0.5 s" in str(body.get("message")) and body.get("code") == "invalid_speaker_reference"
+    if refs == ["silent"]:
+        assert "0.0 s of speech" in str(body.get("message")), body
 
 
 def test_speaker_fields_without_speaker_labels_are_refused(client: OpenAI) -> None:

@@ -59,6 +59,8 @@ def test_reference_clip_length_limits() -> None:
     assert "1.2 to 10 s" in (reference_problem(0, 0.5) or "")
     assert reference_problem(1, 12.0) is not None
     assert reference_problem(0, 3.0) is None
+    assert "0.2 s of speech" in (reference_problem(2, 3.0, speech_seconds=0.2) or "")
+    assert reference_problem(0, 3.0, speech_seconds=2.5) is None
 
 
 @pytest.mark.parametrize("value", ["auto", '{"type": "server_vad", "threshold": 0.5}', None])
