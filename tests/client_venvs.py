@@ -1,14 +1,23 @@
 """Virtual environments for third-party clients whose pins conflict with this project's,
-built once under ``.venv-clients/`` (gitignored) and run in a subprocess."""
+built on first use and run in a subprocess.
+
+They live outside the checkout (``~/.cache/whisper-appliance/client-venvs``, or
+``S2T_CLIENT_VENVS``), like pip's own cache: a clean checkout (CI's) reuses the ones an
+earlier run built with the same pins instead of spending about a minute rebuilding them,
+and a machine without them builds them. A lock keeps two runs from building one at once.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-ROOT = REPO / ".venv-clients"
+ROOT = Path(
+    os.environ.get("S2T_CLIENT_VENVS") or Path.home() / ".cache" / "whisper-appliance" / "client-venvs"
+)
 #: whisper-live's client without its server's stack (torch, openvino, faster-whisper==1.2.0).
 WHISPERLIVE = ("whisper-live==0.10.0",)
 WHISPERLIVE_NEEDS = ("websocket-client>=1.6", "numpy", "av", "scipy")
@@ -17,32 +26,30 @@ WHISPERLIVE_NEEDS = ("websocket-client>=1.6", "numpy", "av", "scipy")
 LIVEKIT = ("livekit-agents==1.8.9", "livekit-plugins-openai==1.8.9", "livekit-plugins-silero==1.8.9")
 
 
-def whisperlive_python() -> Path:
-    """The client venv's python, built on first use (about a minute)."""
-    venv = ROOT / "whisperlive"
+def _client_venv(name: str, installs: tuple[tuple[str, ...], ...]) -> Path:
+    """The venv's python, (re)built when it is missing or was built with other pins."""
+    venv = ROOT / name
     python = venv / "bin" / "python"
     done = venv / ".installed"
-    if done.exists():
-        return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--no-deps", *WHISPERLIVE], check=True)
-    subprocess.run([*pip, *WHISPERLIVE_NEEDS], check=True)
-    done.write_text("\n".join(WHISPERLIVE + WHISPERLIVE_NEEDS) + "\n")
+    wanted = "".join(" ".join(step) + "\n" for step in installs)
+    ROOT.mkdir(parents=True, exist_ok=True)
+    with (ROOT / f".{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists() and done.read_text() == wanted:
+            return python
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        for step in installs:
+            subprocess.run([*pip, *step], check=True)
+        done.write_text(wanted)
     return python
+
+
+def whisperlive_python() -> Path:
+    """WhisperLive's client venv (about 30 s to build)."""
+    return _client_venv("whisperlive", (("--no-deps", *WHISPERLIVE), WHISPERLIVE_NEEDS))
 
 
 def livekit_python() -> Path:
-    """LiveKit Agents' venv python (``tests/clients/livekit_stt_client.py``), built on
-    first use (about two minutes); rebuilt when the pins change."""
-    venv = ROOT / "livekit"
-    python = venv / "bin" / "python"
-    done = venv / ".installed"
-    wanted = "\n".join(LIVEKIT) + "\n"
-    if done.exists() and done.read_text() == wanted:
-        return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, *LIVEKIT], check=True)
-    done.write_text(wanted)
-    return python
+    """LiveKit Agents' venv (``tests/clients/livekit_stt_client.py``; about 30 s to build)."""
+    return _client_venv("livekit", (LIVEKIT,))
