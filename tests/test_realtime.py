@@ -85,7 +85,9 @@ async def stream(
     try:
         while True:
             try:
-                event = await asyncio.wait_for(conn.recv(), settle_s if done_sending.is_set() else 60)
+                # While sending, look again every 0.5 s: a wait begun before the last append
+                # would otherwise run its whole length when no event comes (manual turns).
+                event = await asyncio.wait_for(conn.recv(), settle_s if done_sending.is_set() else 0.5)
             except TimeoutError:
                 if done_sending.is_set() and _settled(run):
                     return run
