@@ -75,8 +75,7 @@ async def _speaker_references(req: dict[str, Any]) -> list[bytes]:
             raise DecodeError(ErrorCode.INVALID_SPEAKER_REFERENCE, message) from None
         problem = references.reference_problem(i, decoded.duration_s)
         if problem is None:
-            audio = np.frombuffer(decoded.pcm, dtype=np.int16).astype(np.float32) / 32768.0
-            regions = await asyncio.to_thread(speech_regions, audio)
+            regions = await asyncio.to_thread(speech_regions, decoded.as_float32())
             speech_s = sum(end - start for start, end in regions) / SAMPLE_RATE
             problem = references.reference_problem(i, decoded.duration_s, speech_s)
         if problem:

@@ -179,9 +179,8 @@ def worker_streams(
 
 def pool_capacity(workers: Iterable[JobCosts], target_s: float, partial_interval_s: float) -> Capacity:
     pool = list(workers)
-    total, count, measured, costs = 0.0, 0, True, []
+    total, count, measured, costs = 0.0, len(pool), True, []
     for worker in pool:
-        count += 1
         streams = worker_streams(worker, target_s, partial_interval_s, len(pool))
         if streams is None:
             measured = False

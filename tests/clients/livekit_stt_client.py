@@ -46,25 +46,13 @@ async def run(base_url: str, api_key: str, mode: str, audio: bytes) -> dict[str,
         return round(time.monotonic() - started, 3)
 
     async with http_context.open():
-        if mode == "own_vad":
+        if mode == "own_vad":  # its own detector commits; a model served with client turns
             from livekit.plugins import silero
 
-            stt = openai.STT(
-                model="gpt-realtime-whisper",
-                base_url=base_url,
-                api_key=api_key,
-                language="en",
-                use_realtime=True,
-                vad=silero.VAD.load(),
-            )
+            own: dict[str, Any] = {"model": "gpt-realtime-whisper", "vad": silero.VAD.load()}
         else:
-            stt = openai.STT(
-                model="gpt-4o-transcribe",
-                base_url=base_url,
-                api_key=api_key,
-                language="en",
-                use_realtime=True,
-            )
+            own = {"model": "gpt-4o-transcribe"}
+        stt = openai.STT(base_url=base_url, api_key=api_key, language="en", use_realtime=True, **own)
         stt.on(
             "error",
             lambda e: out["errors"].append(
