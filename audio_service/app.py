@@ -25,7 +25,8 @@ from starlette.routing import Route, WebSocketRoute
 
 from audio_service.decoder import DecodeError, decode, refill_spare
 from audio_service.reaper import reap_forever
-from audio_service.splitter import speech_regions, split
+from audio_service.references import decode_references
+from audio_service.splitter import split
 from audio_service.streams import stream_endpoint
 from shared import codec, metrics
 from shared.audio_format import SAMPLE_RATE
@@ -34,7 +35,6 @@ from shared.errors import ErrorCode, http_status, parse_code
 from shared.jobs import TranscriptionJob
 from shared.queue import REDIS_AWAY, JobQueue
 from shared.requeue import RequeueBuffer
-from shared.speakers import references
 from shared.stream_ledger import StreamLedger
 
 log = structlog.get_logger()
@@ -57,31 +57,6 @@ def _decode_hints(req: dict[str, Any]) -> dict[str, Any]:
         if isinstance(req.get(flag), bool):
             hints[flag] = req[flag]
     return hints
-
-
-async def _speaker_references(req: dict[str, Any]) -> list[bytes]:
-    """Known speakers' reference clips decoded like any audio (int16 PCM), each checked for a
-    usable length and enough speech (the speech detector's regions); raises DecodeError
-    with ``invalid_speaker_reference`` naming the clip."""
-    clips = req.get("speaker_references") or []
-    if not isinstance(clips, list) or not all(isinstance(c, bytes) for c in clips):
-        raise DecodeError(ErrorCode.INVALID_SPEAKER_REFERENCE, "speaker_references must be a list of bytes")
-    out: list[bytes] = []
-    for i, clip in enumerate(clips):
-        try:
-            decoded = await decode(clip, max_seconds=references.MAX_SECONDS * 3)
-        except DecodeError as exc:
-            message = f"known_speaker_references[{i}] is not audio that can be decoded ({exc.message})"
-            raise DecodeError(ErrorCode.INVALID_SPEAKER_REFERENCE, message) from None
-        problem = references.reference_problem(i, decoded.duration_s)
-        if problem is None:
-            regions = await asyncio.to_thread(speech_regions, decoded.as_float32())
-            speech_s = sum(end - start for start, end in regions) / SAMPLE_RATE
-            problem = references.reference_problem(i, decoded.duration_s, speech_s)
-        if problem:
-            raise DecodeError(ErrorCode.INVALID_SPEAKER_REFERENCE, problem)
-        out.append(decoded.pcm)
-    return out
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -128,7 +103,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         pcm = decoded.pcm
         hints = _decode_hints(req)
         try:
-            known_clips = await _speaker_references(req) if hints.get("diarize") else []
+            wanted = req.get("speaker_references") if hints.get("diarize") else None
+            known_clips = await decode_references(wanted)
         except DecodeError as exc:
             log.info("speaker_reference_rejected", request_id=request_id)
             return _error(parse_code(exc.code, ErrorCode.INVALID_SPEAKER_REFERENCE), exc.message)

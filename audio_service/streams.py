@@ -15,6 +15,8 @@ queued jobs.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import dataclasses
 import math
@@ -24,13 +26,16 @@ import numpy as np
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from audio_service.decoder import DecodeError
 from audio_service.pacer import Load, PacerOptions, PartialPacer
 from audio_service.pcm_input import PcmDecoder, StreamControl
+from audio_service.references import decode_references
 from audio_service.segmenter import Event, Segmenter, SegmenterOptions, SpeechEvent, Utterance
 from audio_service.stream_decoder import StreamDecoder
 from shared import metrics
 from shared.audio_format import SAMPLE_RATE, is_raw_format
 from shared.config import Settings
+from shared.errors import ErrorCode
 from shared.jobs import TranscriptionJob, live_utterance_id
 from shared.queue import REDIS_AWAY, JobQueue, queue_depths
 from shared.redis_keys import QUEUE_FINAL, QUEUE_PARTIAL
@@ -67,7 +72,13 @@ PARTIAL_STALL_S = 5.0
 
 class LiveStream:
     def __init__(
-        self, ws: WebSocket, queue: JobQueue, ledger: StreamLedger, settings: Settings, config: StreamConfig
+        self,
+        ws: WebSocket,
+        queue: JobQueue,
+        ledger: StreamLedger,
+        settings: Settings,
+        config: StreamConfig,
+        speaker_references: list[bytes] | None = None,
     ) -> None:
         self.ws = ws
         self.queue = queue
@@ -81,6 +92,10 @@ class LiveStream:
         self.format = config.format
         self.prompt = config.prompt or None
         self.diarize = config.diarize
+        #: Known speakers' clips (int16 PCM): they ride on every diarized job until the
+        #: stream's first final is queued, so the worker that answers the first final also
+        #: returns their embeddings, whichever candidate before it was revoked.
+        self.speaker_references = speaker_references or []
         self.speech_events = config.speech_events
         self.segmenter = Segmenter(self._segmenter_options(config.vad))
         self.seq = 0
@@ -353,6 +368,7 @@ class LiveStream:
 
     def _job(self, utterance: Utterance) -> TranscriptionJob:
         self.seq += 1
+        diarized = self.diarize and utterance.kind != "partial"  # a candidate may be the final
         return TranscriptionJob(
             utterance_id=live_utterance_id(self.stream_id, utterance.index),
             reply_channel=self.reply_channel,
@@ -369,7 +385,8 @@ class LiveStream:
             prompt=self.prompt,
             stream_id=self.stream_id,
             seq=self.seq,
-            diarize=self.diarize and utterance.kind != "partial",  # a candidate may be the final
+            diarize=diarized,
+            speaker_references=self.speaker_references if diarized and self.finals == 0 else [],
         )
 
     async def _send(self, event: StreamEvent) -> None:
@@ -386,6 +403,14 @@ async def stream_endpoint(ws: WebSocket) -> None:
         await ws.send_text(StreamError(code="invalid_message", message="Bad stream configuration").to_json())
         await ws.close(1008)
         return
+    try:
+        encoded = config.speaker_references if config.diarize else []
+        known = await decode_references([base64.b64decode(c, validate=True) for c in encoded])
+    except (binascii.Error, ValueError, DecodeError) as exc:
+        message = exc.message if isinstance(exc, DecodeError) else "speaker_references must be base64"
+        await ws.send_text(StreamError(code=ErrorCode.INVALID_SPEAKER_REFERENCE, message=message).to_json())
+        await ws.close(1008)
+        return
     limit = state.settings.max_queue_length
     try:
         waiting = await asyncio.to_thread(state.queue.length)
@@ -397,6 +422,6 @@ async def stream_endpoint(ws: WebSocket) -> None:
         await ws.send_text(StreamError(code="busy", message=message).to_json())
         await ws.close(1013)
         return
-    await LiveStream(ws, state.queue, state.ledger, state.settings, config).run()
+    await LiveStream(ws, state.queue, state.ledger, state.settings, config, known).run()
     with contextlib.suppress(Exception):
         await ws.close()

@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from gateway import event_metrics, events
+from gateway import event_metrics, events, known_speakers
 from gateway.context import GatewayContext
 from gateway.files import FileJobs
 from gateway.model_loading import validate_model_name
@@ -56,9 +56,9 @@ OPENAI_MODEL_NAMES = frozenset(
 GRANULARITIES = ("segment", "word")
 MAX_FORM_FIELDS = 32
 #: A form field's limit: a known speaker's reference clip travels as a base64 data URL.
-MAX_FIELD_BYTES = diarized.MAX_REFERENCE_BYTES * 4 // 3 + 1024
+MAX_FIELD_BYTES = known_speakers.MAX_REFERENCE_BYTES * 4 // 3 + 1024
 #: Multipart framing and form fields on top of the audio itself (reference clips included).
-FORM_OVERHEAD_BYTES = 256 * 1024 + diarized.MAX_KNOWN_SPEAKERS * MAX_FIELD_BYTES
+FORM_OVERHEAD_BYTES = 256 * 1024 + known_speakers.MAX_KNOWN_SPEAKERS * MAX_FIELD_BYTES
 #: OpenAI's speaker-labelled format (model ``gpt-4o-transcribe-diarize``), rendered by
 #: :mod:`gateway.renderers.diarized` from the labelled pieces.
 DIARIZED_FORMAT = "diarized_json"

@@ -9,11 +9,12 @@ client's protocol. This class only does the I/O and the metrics.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import structlog
@@ -61,6 +62,7 @@ class Recording:
         vad: sp.VadSettings | None = None,
         speech_events: bool = False,
         diarize: bool = False,
+        known_speakers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         self.ctx = ctx
         self.emit = emit
@@ -78,10 +80,15 @@ class Recording:
             vad=vad,
             speech_events=speech_events,
             diarize=diarize,
+            speaker_references=[base64.b64encode(clip).decode() for _, clip in known_speakers]
+            if diarize
+            else [],
         )
         #: The session's voices (speaker labels asked for), and each answered final's voice
-        #: windows until it is released in order and labelled.
+        #: windows until it is released in order and labelled. Known speakers' embeddings
+        #: come with the first final's reply (the audio service puts their clips on it).
         self.speakers = SessionSpeakers() if diarize else None
+        self._known_names = [name for name, _ in known_speakers]
         self._voice_windows: dict[int, np.ndarray] = {}
         self.model = model
         self.machine = UtteranceMachine(
@@ -213,6 +220,9 @@ class Recording:
         if self.speakers is not None and reply.kind != "partial" and reply.speakers is not None:
             with contextlib.suppress(ValueError):  # malformed: the final goes out unlabelled
                 self._voice_windows[reply.index] = wire.load_windows(reply.speakers).embeddings
+                refs = wire.load_references(reply.speakers)
+                if refs is not None and len(refs) == len(self._known_names):
+                    self.speakers.know(dict(zip(self._known_names, refs, strict=True)))
         self._emit(self.machine.result(reply, time.monotonic(), latency_now=time.time()))
 
     def _label(self, event: events.LiveEvent) -> events.LiveEvent:

@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway import events
 from gateway.connection import Connection
+from gateway.known_speakers import KnownSpeakerError, parse_known_speakers
 from gateway.model_loading import load_across_pool, validate_model_name, validate_request
 from gateway.renderers.browser import BrowserRenderer
 from gateway.speaker_labels import SpeakerHints
@@ -101,7 +102,12 @@ class BrowserProtocol:
         model = msg.model or self.model
         language = validate_request(model, msg.language, msg.task)
         await self.conn.start_recording(
-            language=language, task=msg.task, model=model, fmt=msg.format, diarize=msg.diarize
+            language=language,
+            task=msg.task,
+            model=model,
+            fmt=msg.format,
+            diarize=msg.diarize,
+            known_speakers=_known_speakers(msg),
         )
         self.language = language
 
@@ -143,3 +149,16 @@ def _speaker_hints(msg: protocol.ProcessAudio) -> SpeakerHints | None:
     if lo is not None and hi is not None and lo > hi:
         raise ProtocolError(ErrorCode.INVALID_FIELD, "min_speakers is greater than max_speakers")
     return SpeakerHints([], lo, hi)
+
+
+def _known_speakers(msg: protocol.StartRecording) -> list[tuple[str, bytes]]:
+    """``known_speaker_names`` / ``known_speaker_references`` of a live recording, checked."""
+    names, clips = msg.known_speaker_names, msg.known_speaker_references
+    if not names and not clips:
+        return []
+    if not msg.diarize:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "Known speakers need speaker labels: send diarize: true")
+    try:
+        return list(zip(names, parse_known_speakers(names, clips), strict=True))
+    except KnownSpeakerError as exc:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, exc.message) from None

@@ -46,15 +46,21 @@ class _Command(BaseModel):
 
 
 class StartRecording(_Command):
+    model_config = ConfigDict(extra="ignore", str_max_length=None)  # reference clips are long
+
     command: Literal["start_real_recording"]
     language: Language = None
-    format: str = "webm"
+    format: str = Field(default="webm", max_length=64)
     device_id: str | None = Field(default=None, max_length=512)
-    mode: str | None = None
+    mode: str | None = Field(default=None, max_length=64)
     task: Task = "transcribe"
     model: str | None = Field(default=None, max_length=256)
     #: Speaker labels: each final carries ``speaker``, the same for the same voice all session.
     diarize: bool = False
+    #: Known speakers (with ``diarize``): a voice that matches one's clip (a data URL of
+    #: audio) is labelled by its name; checked by ``gateway.known_speakers``.
+    known_speaker_names: list[str] = Field(default_factory=list, max_length=16)
+    known_speaker_references: list[str] = Field(default_factory=list, max_length=16)
 
 
 class ProcessAudio(_Command):

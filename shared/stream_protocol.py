@@ -33,6 +33,8 @@ from pydantic import (
     model_serializer,
 )
 
+from shared.speakers import references
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -70,6 +72,10 @@ class StreamConfig(_Message):
     speech_events: bool = False
     #: Speaker labels: finals' jobs ask the worker for the utterance's voice windows.
     diarize: bool = False
+    #: Known speakers' reference clips (base64 of the client's encoded audio, names kept by
+    #: the gateway): decoded and checked by the audio service before ``started``, embedded
+    #: by the worker of the stream's first final, which returns them with its reply.
+    speaker_references: list[str] = Field(default_factory=list, max_length=references.MAX_KNOWN)
 
 
 class Stop(_Message):

@@ -32,13 +32,16 @@ from websockets.sync.client import connect
 
 from bench.diarization import build_conversation, load_voices
 from shared.speakers.der import der
+from tests import test_realtime as realtime
 from tests.conftest import API_KEY, Stack
 from tests.helpers import (
     chunk_stream,
     collect_until_complete,
+    ffmpeg_convert,
     finals,
     pcm_to_webm,
     process_audio_message,
+    recv_json,
     send_json,
     stream_live,
     wer,
@@ -289,28 +292,106 @@ def test_ws_file_finals_carry_speakers(
     assert refused[-1]["type"] == "error" and refused[-1]["code"] == "invalid_field"
 
 
+def _label_share(
+    spans: list[tuple[float, float, str]], ref: list[tuple[float, float, str]]
+) -> tuple[float, dict[str, str], dict[tuple[str, str], float]]:
+    """How much of the labelled spans' speech time is on the voice each label stands for
+    (the reference voice it overlaps most), the labels' voices and the overlaps."""
+    overlap: dict[tuple[str, str], float] = {}
+    for start, end, label in spans:
+        for a, b, who in ref:
+            ov = min(end, b) - max(start, a)
+            if ov > 0:
+                overlap[(label, who)] = overlap.get((label, who), 0.0) + ov
+    voices = sorted({who for _, _, who in ref})
+    mapping = {label: max(voices, key=lambda v: overlap.get((label, v), 0.0)) for label, _ in overlap}
+    right = sum(t for (label, who), t in overlap.items() if mapping[label] == who)
+    return right / max(sum(overlap.values()), 1e-9), mapping, overlap
+
+
+def _live_conversation(voices: dict[str, np.ndarray]) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """jfk and OSR alternating, 4 s turns with 1.5 s pauses (each turn its own utterance)."""
+    return build_conversation(voices, ["jfk", "osr"], turn_s=4.0, pause_s=1.5, turns=8)
+
+
 def test_live_stream_labels_stay_with_their_voice(api_stack: Stack, voices: dict[str, np.ndarray]) -> None:
-    """Two voices alternating in a real-time /ws stream (4 s turns, 1.5 s pauses) with
-    diarize: true: every final has a speaker, one label per voice all session, and the
-    labels are right for at least 85% of the finals' speech time."""
-    audio, ref = build_conversation(voices, ["jfk", "osr"], turn_s=4.0, pause_s=1.5, turns=8)
+    """Two voices alternating in a real-time /ws stream with diarize: true: every final has
+    a speaker, one label per voice all session, and the labels are right for at least 85%
+    of the finals' speech time."""
+    audio, ref = _live_conversation(voices)
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
     duration = len(audio) / 16000
     with connect(f"{api_stack.ws_url}?api_key={API_KEY}", max_size=None) as ws:
         result = stream_live(ws, chunk_stream(pcm_to_webm(pcm), duration), start_fields={"diarize": True})
     got = [m for m in finals(result.messages) if str(m.get("transcript") or "").strip()]
     assert got and all(m.get("speaker") for m in got), got
-    # time of each final spent on each reference voice
-    overlap: dict[tuple[str, str], float] = {}
-    for m in got:
-        for a, b, who in ref:
-            ov = min(float(m["end"]), b) - max(float(m["start"]), a)
-            if ov > 0:
-                overlap[(m["speaker"], who)] = overlap.get((m["speaker"], who), 0.0) + ov
-    labels = {label for label, _ in overlap}
-    mapping = {label: max(("jfk", "osr"), key=lambda v: overlap.get((label, v), 0.0)) for label in labels}
-    right = sum(t for (label, who), t in overlap.items() if mapping[label] == who)
-    share = right / sum(overlap.values())
-    print(f"live labels right for {share:.1%} of the speech time; labels {sorted(labels)}")
-    assert len(labels) == 2 and set(mapping.values()) == {"jfk", "osr"}, overlap
+    share, mapping, overlap = _label_share(
+        [(float(m["start"]), float(m["end"]), m["speaker"]) for m in got], ref
+    )
+    print(f"live labels right for {share:.1%} of the speech time; labels {sorted(mapping)}")
+    assert len(mapping) == 2 and set(mapping.values()) == {"jfk", "osr"}, overlap
     assert share >= 0.85, overlap
+
+
+def test_live_known_speaker_is_named_and_a_bad_clip_refused(
+    api_stack: Stack, voices: dict[str, np.ndarray]
+) -> None:
+    """start_real_recording with a known speaker (the last 4 s of Kennedy's recording):
+    his finals say "kennedy", the other voice "A", right for 85% of the speech time. A
+    clip without speech is refused with invalid_speaker_reference before any audio, and
+    the connection goes on serving (the good recording runs on it next)."""
+    audio, ref = _live_conversation(voices)
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    with connect(f"{api_stack.ws_url}?api_key={API_KEY}", max_size=None) as ws:
+        send_json(
+            ws,
+            {
+                "command": "start_real_recording",
+                "language": "en",
+                "diarize": True,
+                "known_speaker_names": ["kennedy"],
+                "known_speaker_references": [_data_url(np.zeros(3 * 16000, dtype=np.float32))],
+            },
+        )
+        refused = recv_json(ws)
+        known = {"diarize": True, "known_speaker_names": ["kennedy"]}
+        known["known_speaker_references"] = [_data_url(voices["jfk"][-4 * 16000 :])]
+        result = stream_live(
+            ws, chunk_stream(pcm_to_webm(pcm), len(audio) / 16000), speed=2.0, start_fields=known
+        )
+    assert (refused["type"], refused["code"]) == ("error", "invalid_speaker_reference"), refused
+    assert "speech" in refused["message"]
+    got = [m for m in finals(result.messages) if str(m.get("transcript") or "").strip()]
+    share, mapping, overlap = _label_share(
+        [(float(m["start"]), float(m["end"]), m["speaker"]) for m in got], ref
+    )
+    print(f"live labels with a known speaker right for {share:.1%}; labels {mapping}")
+    assert mapping == {"kennedy": "jfk", "A": "osr"}, overlap
+    assert got[0]["speaker"] == "kennedy" and share >= 0.85, overlap
+
+
+async def test_realtime_diarize_model_labels_completed_items(
+    api_stack: Stack, voices: dict[str, np.ndarray]
+) -> None:
+    """The Realtime session's equivalent, through the official SDK: transcription model
+    gpt-4o-transcribe-diarize with a known speaker; each completed item carries
+    ``speaker``, placed by its speech_started/stopped times on the right voice."""
+    audio, ref = _live_conversation(voices)
+    pcm24 = ffmpeg_convert(_wav(audio), "-ac", "1", "-ar", str(realtime.RATE), "-f", "s16le")
+    transcription = {
+        "model": DIARIZE,
+        "known_speaker_names": ["kennedy"],
+        "known_speaker_references": [_data_url(voices["jfk"][-4 * 16000 :])],
+    }
+    async with realtime.client(api_stack, API_KEY).realtime.connect(model="gpt-realtime") as conn:
+        await conn.session.update(session=realtime.session(**transcription))  # type: ignore[arg-type]
+        run = await realtime.stream(conn, pcm24, speed=2.0)
+    assert not run.of("error"), run.of("error")
+    starts = {e.item_id: e.audio_start_ms / 1000 for e in run.of("input_audio_buffer.speech_started")}
+    ends = {e.item_id: e.audio_end_ms / 1000 for e in run.of("input_audio_buffer.speech_stopped")}
+    spoken = [e for e in run.completed() if e.transcript.strip()]
+    assert spoken and all(getattr(e, "speaker", None) for e in spoken), spoken
+    spans = [(starts[e.item_id], ends[e.item_id], e.speaker) for e in spoken]  # type: ignore[attr-defined]
+    share, mapping, overlap = _label_share(spans, ref)
+    print(f"realtime labels right for {share:.1%}; labels {mapping}")
+    assert mapping == {"kennedy": "jfk", "A": "osr"} and share >= 0.85, overlap

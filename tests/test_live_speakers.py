@@ -41,3 +41,14 @@ def test_short_or_empty_utterance_opens_no_voice() -> None:
     assert session.assign(_utterance(voices[0], rng)) == "A"
     assert session.assign(_utterance(voices[1], rng, windows=1)) == "A"  # one window: nearest
     assert session.assign(_utterance(voices[1], rng)) == "B"
+
+
+def test_known_voices_given_later_name_what_follows_and_letters_go_on() -> None:
+    """A live stream's reference embeddings come with its first final's reply: known
+    voices added then name later utterances, and a letter once given stays."""
+    rng, voices = np.random.default_rng(4), _centres(3)
+    session = SessionSpeakers()
+    assert session.assign(_utterance(voices[0], rng)) == "A"
+    session.know({"agent": voices[1]})
+    session.know({"agent": voices[2]})  # the same name again changes nothing
+    assert [session.assign(_utterance(voices[v], rng)) for v in (1, 0, 2)] == ["agent", "A", "B"]

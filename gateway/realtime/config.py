@@ -11,8 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.known_speakers import KnownSpeakerError, parse_known_speakers
 from gateway.model_loading import validate_request
 from gateway.openai_api import OPENAI_MODEL_NAMES
+from gateway.renderers.diarized import DIARIZE_MODEL
 from shared.audio_format import G711_ALAW, G711_ULAW, PCM16_24K
 from shared.protocol import ProtocolError
 from shared.stream_protocol import VadSettings
@@ -70,9 +72,18 @@ class TranscriptionConfig:
     turn_detection: TurnDetection | None = TurnDetection()
     #: The client set ``turn_detection`` itself; until it does, the model's default applies.
     explicit_turn_detection: bool = False
+    #: Known speakers (our extension: ``known_speaker_names`` / ``known_speaker_references``
+    #: in the transcription object, as in OpenAI's file API), checked clips by name.
+    known_speakers: tuple[tuple[str, bytes], ...] = ()
 
     def served_model(self, default_model: str) -> str:
         return default_model if self.model in OPENAI_MODEL_NAMES else self.model
+
+    @property
+    def diarize(self) -> bool:
+        """Speaker labels on each ``completed`` event: the transcription model is OpenAI's
+        diarizing one, whose name already means "label the speakers" in the file API."""
+        return self.model == DIARIZE_MODEL
 
     def vad(self) -> VadSettings:
         """The audio service's speech detection for this session (:mod:`shared.stream_protocol`);
@@ -242,7 +253,23 @@ def _transcription(value: Any, param: str, config: TranscriptionConfig) -> dict[
             if t[name] is not None and not isinstance(t[name], str):
                 raise ConfigError("invalid_type", f"'{param}.{name}' must be a string", f"{param}.{name}")
             changes[name] = t[name] or (config.model if name == "model" else None)
+    if "known_speaker_names" in t or "known_speaker_references" in t:
+        changes["known_speakers"] = _known_speakers(t, param)
     return changes
+
+
+def _known_speakers(t: dict[str, Any], param: str) -> tuple[tuple[str, bytes], ...]:
+    names, clips = t.get("known_speaker_names") or [], t.get("known_speaker_references") or []
+    if not isinstance(names, list) or not isinstance(clips, list):
+        raise ConfigError(
+            "invalid_type",
+            f"'{param}.known_speaker_names' and '.known_speaker_references' must be arrays",
+            f"{param}.known_speaker_names",
+        )
+    try:
+        return tuple(zip(names, parse_known_speakers(names, clips), strict=True))
+    except KnownSpeakerError as exc:
+        raise ConfigError("invalid_value", exc.message, f"{param}.{exc.param}") from None
 
 
 #: ``semantic_vad`` eagerness -> the pause that ends a turn. There is no turn-taking model
@@ -301,4 +328,10 @@ def _checked(config: TranscriptionConfig, default_model: str) -> TranscriptionCo
     except ProtocolError as exc:
         param = "model" if exc.code == "unknown_model" else "language"
         raise ConfigError(str(exc.code), exc.message, f"session.audio.input.transcription.{param}") from None
+    if config.known_speakers and not config.diarize:
+        raise ConfigError(
+            "invalid_value",
+            f"Known speakers need speaker labels: the transcription model {DIARIZE_MODEL}",
+            "session.audio.input.transcription.known_speaker_names",
+        )
     return dataclasses.replace(config, language=language)

@@ -220,6 +220,8 @@ class RealtimeProtocol:
             prompt=self.config.prompt,
             vad=self.config.vad(),
             speech_events=True,
+            diarize=self.config.diarize,
+            known_speakers=self.config.known_speakers,
         )
 
     async def _resume(self, message: dict[str, Any]) -> None:
@@ -239,9 +241,20 @@ class RealtimeProtocol:
 
     async def _reconfigure(self, config: TranscriptionConfig) -> None:
         """Apply to the audio still to come: the running stream changes its settings at
-        this point of the audio (no new stream, the session's audio timeline goes on)."""
+        this point of the audio (no new stream, the session's audio timeline goes on).
+        Speaker labels and known speakers are the stream's from its first audio on: a
+        session's voices are one set, so they cannot be switched on or off in its middle."""
+        recording = self.conn.live_recording
+        if recording is not None and (
+            config.diarize != self.config.diarize or config.known_speakers != self.config.known_speakers
+        ):
+            raise ConfigError(
+                "invalid_value",
+                "Speaker labels and known speakers are set before the session's first audio",
+                "session.audio.input.transcription.model",
+            )
         self.config = config
-        if (recording := self.conn.live_recording) is not None:
+        if recording is not None:
             await recording.control(
                 sp.Configure(
                     language=config.language,

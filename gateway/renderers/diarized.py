@@ -4,29 +4,23 @@ Pure: the transcript segments and the speaker turns come in, OpenAI's
 ``TranscriptionDiarized`` shape goes out; the speaker fields of the multipart form are
 checked here so every bad value gets one clear OpenAI-shaped error. The clips' length and
 whether they are audio at all is the audio service's check (``invalid_speaker_reference``,
-limits in :mod:`shared.speakers.references`), since it decodes them like any audio.
+limits in :mod:`shared.speakers.references`), since it decodes them like any audio; the
+names and clips themselves are checked by :mod:`gateway.known_speakers` for every protocol.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.known_speakers import KnownSpeakerError, parse_known_speakers
 from gateway.openai_errors import OpenAIError
-from shared.speakers import references
 
 DIARIZE_MODEL = "gpt-4o-transcribe-diarize"
-MAX_KNOWN_SPEAKERS = references.MAX_KNOWN
-#: 10 s of 48 kHz 16-bit stereo WAV is 1.9 MB: a clip over this is not a short sample.
-MAX_REFERENCE_BYTES = 2 * 1024 * 1024
 #: OpenAI's ``chunking_strategy``: ``auto`` or a ``server_vad`` object. Accepted for
 #: compatibility; this service always cuts files at silences itself.
 CHUNKING_TYPES = ("auto", "server_vad")
-_DATA_URL = re.compile(r"^data:(audio/[\w.+-]+);base64,(.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -60,61 +54,10 @@ def parse_speaker_fields(
 ) -> SpeakerRequest:
     """``known_speaker_names[]`` / ``known_speaker_references[]`` (data URLs of audio) and the
     ``min_speakers``/``max_speakers`` hints; decoding the clips is the caller's (ffmpeg) step."""
-    if len(references) > len(names):
-        raise OpenAIError(
-            400,
-            "More known_speaker_references[] than known_speaker_names[]",
-            param="known_speaker_references",
-            code="invalid_value",
-        )
-    if len(names) != len(references):
-        raise OpenAIError(
-            400,
-            "Each known_speaker_names[] entry needs a known_speaker_references[] clip",
-            param="known_speaker_names",
-            code="invalid_value",
-        )
-    if len(names) > MAX_KNOWN_SPEAKERS:
-        raise OpenAIError(
-            400,
-            f"At most {MAX_KNOWN_SPEAKERS} known speakers",
-            param="known_speaker_names",
-            code="invalid_value",
-        )
-    if len(set(names)) != len(names) or any(not n.strip() for n in names):
-        raise OpenAIError(
-            400,
-            "known_speaker_names[] must be distinct and non-empty",
-            param="known_speaker_names",
-            code="invalid_value",
-        )
-    clips: list[bytes] = []
-    for i, ref in enumerate(references):
-        m = _DATA_URL.match(ref.strip())
-        if not m:
-            raise OpenAIError(
-                400,
-                f"known_speaker_references[{i}] is not an audio data URL (data:audio/...;base64,...)",
-                param="known_speaker_references",
-                code="invalid_value",
-            )
-        try:
-            clip = base64.b64decode(m.group(2), validate=True)
-        except (binascii.Error, ValueError):
-            raise OpenAIError(
-                400,
-                f"known_speaker_references[{i}] is not valid base64",
-                param="known_speaker_references",
-                code="invalid_value",
-            ) from None
-        if not clip or len(clip) > MAX_REFERENCE_BYTES:
-            raise OpenAIError(
-                400,
-                f"known_speaker_references[{i}] must be 1 byte to 2 MB of audio",
-                param="known_speaker_references",
-                code="invalid_value",
-            )
-        clips.append(clip)
+    try:
+        clips = parse_known_speakers(names, references)
+    except KnownSpeakerError as exc:
+        raise OpenAIError(400, exc.message, param=exc.param, code="invalid_value") from None
     lo, hi = _hint(min_speakers, "min_speakers"), _hint(max_speakers, "max_speakers")
     if lo is not None and hi is not None and lo > hi:
         raise OpenAIError(

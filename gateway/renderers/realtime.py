@@ -5,7 +5,9 @@
 - an utterance queued → ``input_audio_buffer.committed`` and ``conversation.item.added``, once per item
   (``beta``: ``conversation.item.created``, the beta API's event; it has no ``item.done``)
 - partial text → ``conversation.item.input_audio_transcription.delta`` (see :mod:`gateway.realtime.deltas`)
-- final text → the last ``delta``, ``...completed``, ``conversation.item.done``
+- final text → the last ``delta``, ``...completed``, ``conversation.item.done``; with the
+  transcription model ``gpt-4o-transcribe-diarize``, ``completed`` carries ``speaker``
+  (our extension: OpenAI's Realtime API labels no speakers)
 - a commit whose audio held no speech (``CommitEmpty``; the gateway already refused one
   of under 100 ms) → an item of its own, ``completed`` with an empty transcript, as OpenAI's
 - an utterance failed → ``...failed``; any other error → ``error``
@@ -196,6 +198,8 @@ class RealtimeRenderer:
                 content_index=0,
                 transcript=event.text,
                 usage={"type": "duration", "seconds": round(event.seconds, 3)},
+                # our extension, with the transcription model gpt-4o-transcribe-diarize
+                **({"speaker": speaker} if (speaker := event.message.get("speaker")) else {}),
             )
         )
         out += self._done(item_id, event.text)

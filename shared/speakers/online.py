@@ -30,9 +30,16 @@ class SessionSpeakers:
         self.threshold = threshold
         self._labels: list[str] = []
         self._sums: list[np.ndarray] = []
-        self._known = set(known or {})
-        for name, vec in (known or {}).items():
-            self._add(name, np.asarray(vec, dtype=np.float64))
+        self._letters = 0  # voices heard that no known speaker matched
+        self.know(known or {})
+
+    def know(self, known: dict[str, np.ndarray]) -> None:
+        """Known speakers' reference embeddings, by name. A live stream's come back with its
+        first final's reply, so they are normally in before any voice is labelled; one
+        that comes later still names the voices heard from then on."""
+        for name, vec in known.items():
+            if name not in self._labels:
+                self._add(name, np.asarray(vec, dtype=np.float64))
 
     def _add(self, label: str, vec: np.ndarray) -> None:
         self._labels.append(label)
@@ -54,6 +61,7 @@ class SessionSpeakers:
                 return self._labels[best]
             if len(window_embeddings) < MIN_WINDOWS_NEW:
                 return self._labels[best]  # too short to tell a new voice: the nearest one
-        label = letter(len(self._labels) - len(self._known))
+        label = letter(self._letters)
+        self._letters += 1
         self._add(label, vec)
         return label
