@@ -2,9 +2,11 @@
 the speech fixtures' different voices (jfk, osr_us_000_0034, thorsten_*), alternating
 turns, with and without pauses; and the embedding time per audio second.
 
-    PYTHONPATH=$PWD .venv/bin/python -m bench.diarization [--share] [--turns-only]
+    PYTHONPATH=$PWD .venv/bin/python -m bench.diarization [--share] [--turns-only] [--voice-change]
 
 ``--share``: the worker time spent on speakers, for a file and for a live stream.
+``--voice-change``: whether one live utterance's own windows could show a change of voice
+inside it (they cannot, with this encoder: README, "Speaker labels").
 
 ``der_turns``: the speaker turns alone; ``der_served_segments``: the segments the API
 serves (tiny.en with word timings, cut into each voice's speech by the gateway's rule).
@@ -222,9 +224,66 @@ def live_share(model: str = "tiny.en", threads: int = 2) -> dict[str, object]:
     }
 
 
+def _best_split_cosine(embeddings: np.ndarray, least: int = 2) -> float:
+    """The lowest cosine between the mean embeddings before and after any split of an
+    utterance's windows into a first and a second part of at least ``least`` windows."""
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / max(float(np.linalg.norm(v)), 1e-8)
+
+    return min(
+        (
+            float(unit(embeddings[:k].mean(axis=0)) @ unit(embeddings[k:].mean(axis=0)))
+            for k in range(least, len(embeddings) - least + 1)
+        ),
+        default=1.0,
+    )
+
+
+def voice_change_separation() -> list[dict[str, object]]:
+    """Could a live utterance's own windows tell a change of voice inside it? For 4-8 s
+    pieces of one voice and for two voices back to back (2-4 s each, no pause), the best
+    split's cosine (:func:`_best_split_cosine`); per threshold, how many one-voice
+    utterances it would split and how many two-voice ones it would leave whole."""
+    import itertools
+
+    voices, enc, sr = load_voices(), load_encoder(), SAMPLE_RATE
+    one: list[float] = []
+    two: list[float] = []
+    for audio in voices.values():
+        for seconds in (4, 6, 8):
+            for at in range(0, len(audio) - seconds * sr, 2 * sr):
+                w = window_embeddings(audio[at : at + seconds * sr], enc)
+                if len(w.starts) >= 4:
+                    one.append(_best_split_cosine(w.embeddings))
+    for first, second in itertools.permutations(voices, 2):
+        for a, b in ((2, 2), (2, 3), (3, 3), (3, 4), (4, 4)):
+            for at in (0, 4):
+                both = np.concatenate(
+                    [voices[first][at * sr : (at + a) * sr], voices[second][at * sr : (at + b) * sr]]
+                )
+                w = window_embeddings(both, enc)
+                if len(w.starts) >= 4:
+                    two.append(_best_split_cosine(w.embeddings))
+    return [
+        {
+            "threshold": t,
+            "one_voice_split": f"{sum(c < t for c in one)}/{len(one)}",
+            "two_voices_left_whole": f"{sum(c >= t for c in two)}/{len(two)}",
+            "one_voice_min": round(min(one), 3),
+            "two_voices_max": round(max(two), 3),
+        }
+        for t in (0.5, 0.55, 0.6, 0.65)
+    ]
+
+
 def main() -> None:
     import sys
 
+    if "--voice-change" in sys.argv:
+        for row in voice_change_separation():
+            print(json.dumps(row))
+        return
     for row in run_cases(None if "--turns-only" in sys.argv else "tiny.en"):
         print(json.dumps(row))
     if "--share" in sys.argv:
