@@ -90,7 +90,9 @@ class FileJobs:
         self.pending[pending.internal_id] = pending
         if speakers is not None:
             self._held[pending.internal_id] = _Held(speakers)
-            hints = {**(hints or {}), "diarize": True, "word_timestamps": True, "timestamps": True}
+            # Decoded as the same file unlabelled is; the worker aligns the words for the cut
+            # at each change of voice (``whisper_service.jobs._with_words``).
+            hints = {**(hints or {}), "diarize": True}
         self._spawn(self._submit(pending, audio, language, task, model, source, hints or {}))
 
     async def _submit(

@@ -98,7 +98,10 @@ class AudioRequest:
         the speaking does. ``timestamps``: only subtitles, verbose_json, word timings and the
         stream's per-piece segments show segment times; json and text decode without
         timestamp tokens, which measured more accurate (README, "Decode settings")."""
-        needs_times = self.words or self.stream or self.response_format in ("srt", "vtt", "verbose_json")
+        # A diarized stream shows its text once labelled, from the labelled segments: its
+        # pieces decode as the same request does without stream=true.
+        streamed = self.stream and self.speakers is None
+        needs_times = self.words or streamed or self.response_format in ("srt", "vtt", "verbose_json")
         hints: dict[str, Any] = {
             "word_timestamps": self.words,
             "trim_segments": True,

@@ -3,6 +3,7 @@ piece in a batch costs the others nothing. Real tiny.en, real Redis, a real work
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -233,3 +234,29 @@ def test_gather_takes_waiting_jobs_finals_first_and_leaves_other_models_in_order
     assert client.ttl(job_key(taken[0].rq_id or "")) == -1  # kept while it runs (the reaper reads it)
     release(client, taken[0])
     assert not client.exists(job_key(taken[0].rq_id or ""))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [DecodeOptions(beam_size=5, without_timestamps=True, temperature_fallback=False), FINAL],
+    ids=["json-no-timestamps", "timestamps"],
+)
+def test_aligned_words_keep_the_text_and_take_the_decoders_timings(
+    transcriber: FasterWhisperTranscriber, options: DecodeOptions
+) -> None:
+    """A diarized file piece gets its words by alignment after a plain decode: the text is
+    exactly the plain decode's, each segment's words spell its text, and where the model's
+    own word-timed decode reads the same words their times agree (within 0.1 s)."""
+    audio = as_float(fixture_pcm("jfk"))
+    plain = transcriber.transcribe(audio, options)
+    aligned = transcriber.align_words(audio, plain, options)
+    timed = transcriber.transcribe(audio, dataclasses.replace(options, word_timestamps=True))
+    assert [s.text for s in aligned.segments] == [s.text for s in plain.segments if s.text.strip()]
+    assert aligned.text == plain.text and wer(manifest()["jfk"]["reference"], aligned.text) < 0.1
+    for seg in aligned.segments:
+        assert seg.words and "".join(w.word for w in seg.words).split() == seg.text.split()
+        assert all(0 <= w.start <= w.end <= len(audio) / 16000 + 0.05 for w in seg.words)
+    ours = [(w.word.strip(), w.start) for s in aligned.segments for w in s.words or []]
+    theirs = [(w.word.strip(), w.start) for s in timed.segments for w in s.words or []]
+    same = [(a[1], b[1]) for a, b in zip(ours, theirs, strict=False) if a[0] == b[0]]
+    assert len(same) >= 0.8 * len(ours) and all(abs(a - b) <= 0.1 for a, b in same), (ours, theirs)

@@ -3,6 +3,7 @@ without timestamp tokens or without the temperature fallback, and the hint that 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -58,6 +59,16 @@ def test_only_replies_that_show_segment_times_ask_for_them(
     assert again.timestamps is timestamps
 
 
+def test_a_diarized_stream_decodes_as_the_same_request_unstreamed() -> None:
+    """Its text shows once labelled, from the labelled segments: no per-piece segment times."""
+    from gateway.renderers.diarized import SpeakerRequest
+
+    speakers = SpeakerRequest([], [], None, None)
+    request = dataclasses.replace(_request("diarized_json", stream=True), speakers=speakers)
+    assert request.hints()["timestamps"] is False
+    assert dataclasses.replace(request, response_format="verbose_json").hints()["timestamps"] is True
+
+
 def test_files_decode_timestamp_tokens_only_when_needed() -> None:
     settings = Settings()
     assert decode_options(settings, _job(timestamps=False)).without_timestamps
@@ -108,3 +119,26 @@ def test_a_piece_longer_than_one_window_keeps_its_timestamps() -> None:
         utterance_id="u", reply_channel="c", pcm=long_pcm, model="tiny.en", timestamps=False
     )
     assert not decode_options(Settings(), job).without_timestamps
+
+
+def test_diarized_file_pieces_align_words_after_a_plain_decode() -> None:
+    """Speaker labels leave a file's decode as it is unlabelled; its words come from the
+    backend's aligner. Live finals are labelled whole (no words), a client's own word
+    timings keep the word-timed decode, and a backend without an aligner decodes with them."""
+    from whisper_service.jobs import _aligns_words
+
+    class Aligner:
+        def align_words(self) -> None: ...
+
+    class Plain:
+        pass
+
+    diarized = _job(diarize=True, timestamps=False)
+    assert _aligns_words(Aligner(), diarized)  # type: ignore[arg-type]
+    assert decode_options(Settings(), diarized).without_timestamps  # as json unlabelled
+    assert not decode_options(Settings(), diarized).word_timestamps
+    assert not _aligns_words(Plain(), diarized)  # type: ignore[arg-type]
+    assert not _aligns_words(Aligner(), _job(diarize=True, word_timestamps=True))  # type: ignore[arg-type]
+    live = _job(diarize=True, stream_id="s", kind="final")
+    assert not _aligns_words(Aligner(), live)  # type: ignore[arg-type]
+    assert not _aligns_words(Aligner(), _job())  # type: ignore[arg-type]

@@ -44,7 +44,6 @@ from tests.helpers import (
     recv_json,
     send_json,
     stream_live,
-    wer,
 )
 
 pytestmark = pytest.mark.slow
@@ -101,21 +100,12 @@ def test_sdk_gets_typed_speakers_right_and_the_same_transcript(
     assert measured <= 0.15, hyp
     assert {s.speaker for s in result.segments} == {"A", "B"} and result.segments[0].speaker == "A"
     assert all(s.type == "transcript.text.segment" for s in result.segments)
-    # Speaker labels decode with word timings (segments are cut at a change of voice by
-    # them): the same request without labels gives the same words, and plain json (no
-    # timestamps) no better a transcript than the labelled one.
-    plain = client.audio.transcriptions.create(
-        model="whisper-1",
-        response_format="verbose_json",
-        timestamp_granularities=["word"],
-        file=("talk.wav", wav),
-    )
-    assert wer(plain.text, result.text) == 0.0, (plain.text, result.text)
-    words = " ".join(w.word for w in plain.words or [])
-    assert wer(words, " ".join(s.text for s in result.segments)) == 0.0
+    # Speaker labels leave the text as it is: the file decodes as it does unlabelled
+    # (json: no timestamp tokens), its words are aligned afterwards for the cut at each
+    # change of voice, and the segments hold exactly the text's words.
     json_text = client.audio.transcriptions.create(model="whisper-1", file=("talk.wav", wav)).text
-    print(f"WER labelled vs plain json: {wer(json_text, result.text):.3f}")
-    assert wer(json_text, result.text) <= 0.05, (json_text, result.text)
+    assert json_text == result.text, (json_text, result.text)
+    assert " ".join(s.text for s in result.segments).split() == result.text.split()
 
 
 def test_known_speaker_comes_back_by_name(
@@ -147,6 +137,10 @@ def test_speakers_in_verbose_json_and_vtt_voice_tags(
     )
     speakers = [getattr(s, "speaker", None) for s in verbose.segments or []]
     assert set(speakers) == {"A", "B"}, speakers
+    plain = client.audio.transcriptions.create(
+        model="whisper-1", response_format="verbose_json", file=("talk.wav", wav)
+    )
+    assert verbose.text == plain.text  # the same decode as unlabelled (timestamp tokens here)
     body = client.audio.transcriptions.create(model=DIARIZE, response_format="vtt", file=("talk.wav", wav))
     captions = webvtt.from_string(body, strict=True).captions
     assert [c.voice for c in captions] == speakers

@@ -18,6 +18,7 @@ answered gets ``timeout``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -141,8 +142,10 @@ def _handle(ctx: context.WorkerContext, batch: list[Taken]) -> None:
                 if isinstance(result, Exception):
                     replies[i] = _error_reply(ctx, item.taken.job, result)
                 else:
-                    reply = _transcript_reply(item, result, took, len(batch))
                     if item.taken.job.diarize:  # a timeout here ends the batch like the model's
+                        result = _with_words(item, result)
+                    reply = _transcript_reply(item, result, took, len(batch))
+                    if item.taken.job.diarize:
                         reply = _with_speakers(ctx, item, reply)
                     replies[i] = reply
                     _observe_cost(ctx, item.taken.job, took / len(batch))
@@ -152,6 +155,38 @@ def _handle(ctx: context.WorkerContext, batch: list[Taken]) -> None:
     finally:
         ctx.info.busy = False
         _answer(ctx, batch, replies, started_at)
+
+
+def _aligns_words(transcriber: Transcriber, job: TranscriptionJob) -> bool:
+    """A diarized file piece gets word timings (the gateway cuts its segments at each change
+    of voice by them) from the backend's aligner, after a decode with the settings the same
+    file has unlabelled, so that labels leave the text as it is. Live finals are labelled
+    whole; a backend without an aligner (openai-whisper) decodes with word timings."""
+    return (
+        job.diarize
+        and job.stream_id is None
+        and not job.word_timestamps
+        and hasattr(transcriber, "align_words")
+    )
+
+
+def _with_words(item: _Prepared, result: Transcription) -> Transcription:
+    """``result`` with its words aligned (:func:`_aligns_words`); as it was when alignment
+    fails: the segments then get the speaker that overlaps them most."""
+    if not _aligns_words(item.transcriber, item.taken.job):
+        return result
+    started = time.perf_counter()
+    try:
+        aligned: Transcription = item.transcriber.align_words(item.audio, result, item.options)  # type: ignore[attr-defined]
+    except JobTimeout:
+        raise
+    except Exception as exc:
+        log.warning("word_alignment_failed", error=repr(exc)[:200])
+        return result
+    took = time.perf_counter() - started
+    metrics.SPEAKERS_DURATION.observe(took)
+    log.info("words_aligned", words=sum(len(s.words or []) for s in aligned.segments), took_s=round(took, 3))
+    return aligned
 
 
 def _with_speakers(ctx: context.WorkerContext, item: _Prepared, reply: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +255,8 @@ def _prepare(ctx: context.WorkerContext, index: int, taken: Taken) -> _Prepared:
     if load_s:
         ctx.announce()
     options = decode_options(ctx.settings, job)
+    if job.diarize and job.stream_id is None and not _aligns_words(transcriber, job):
+        options = dataclasses.replace(options, word_timestamps=True)  # no aligner: the decode's own
     check_request(
         transcriber.name, transcriber.multilingual, options.language, options.task, transcriber.languages
     )

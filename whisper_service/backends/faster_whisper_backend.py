@@ -8,6 +8,7 @@ the work a worker does per second grows when the decoder sees several utterances
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +108,61 @@ class FasterWhisperTranscriber:
         if options.emit_after_s > 0:
             segs = _after(segs, options.emit_after_s, keep_words=options.word_timestamps)
         return _transcription(segs, info.language, info.language_probability)
+
+    def align_words(self, audio: np.ndarray, result: Transcription, options: DecodeOptions) -> Transcription:
+        """``result`` (decoded from ``audio``) with word timings, its text left as it is.
+
+        Asking faster-whisper's decode for word timings also moves where it resumes after
+        each window (to the last word's end), so the model decodes the silence after it
+        again and may add words ("Thank you. Thank you." after a jfk phrase, measured): a
+        labelled file came back with other words than the same file unlabelled. Here the
+        words are aligned to the tokens already decoded instead, by faster-whisper's own
+        aligner (cross-attention and dynamic time warping, :meth:`WhisperModel.add_word_timestamps`),
+        one encoder pass per window of up to 30 s of segments (one for a piece of the splitter's).
+        The segments keep their text; their times become their words'."""
+        from faster_whisper.audio import pad_or_trim
+
+        model = self.model
+        fe = model.feature_extractor
+        features = fe(audio)
+        content = features.shape[-1] - 1
+        fps = model.frames_per_second
+        tokenizer = self._tokenizer(options, result.language or options.language or "en")
+        defaults = inspect.signature(model.transcribe).parameters
+        prepend, append = defaults["prepend_punctuations"].default, defaults["append_punctuations"].default
+        aligned: list[Segment] = []
+        last_speech = 0.0
+        todo = [seg for seg in result.segments if seg.text.strip()]
+        while todo:
+            # A window from the next segment's start holds it and the segments after it
+            # that end inside the window (a decode's windows resume where its last
+            # timestamp fell, not on 30 s marks).
+            seek = min(int(todo[0].start * fps), max(content - 1, 0))
+            end_s = (seek + fe.nb_max_frames) / fps + 0.01
+            count = 1
+            while count < len(todo) and todo[count].end <= end_s:
+                count += 1
+            inside, todo = todo[:count], todo[count:]
+            size = max(1, min(fe.nb_max_frames, content - seek))
+            encoded = model.encode(pad_or_trim(features[:, seek : seek + size]))
+            subs = [
+                {
+                    "seek": seek,
+                    "start": seg.start,
+                    "end": seg.end,
+                    "tokens": tokenizer.encode(" " + seg.text.strip()),
+                }
+                for seg in inside
+            ]
+            last_speech = model.add_word_timestamps(
+                [subs], tokenizer, encoded, size, prepend, append, last_speech_timestamp=last_speech
+            )
+            for seg, sub in zip(inside, subs, strict=True):
+                words = [
+                    Word(w["start"], w["end"], w["word"], w["probability"]) for w in sub.get("words", [])
+                ]
+                aligned.append(dataclasses.replace(seg, start=sub["start"], end=sub["end"], words=words))
+        return dataclasses.replace(result, segments=sorted(aligned, key=lambda seg: seg.start))
 
     def _short_window_fits(self, audio: np.ndarray, options: DecodeOptions) -> bool:
         """The short encoder window decodes one greedy pass of known language and nothing
