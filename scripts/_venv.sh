@@ -1,5 +1,7 @@
 # Shared by up.sh and test.sh: make .venv with Python 3.11 and install the project into it.
-# Re-installs only when pyproject.toml changed since the last install.
+# Re-installs only when pyproject.toml changed since the last install. --no-compile: pip
+# would byte-compile every file of every package (torch alone has thousands) on a cold
+# install; Python compiles what is imported when it is imported.
 ensure_venv() {
   local extras="$1"
   local py="${PYTHON:-}"
@@ -19,7 +21,7 @@ ensure_venv() {
   want="$(cat pyproject.toml | sha1sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "Installing whisper-appliance${extras} into .venv (first run takes a few minutes)…"
-    .venv/bin/python -m pip install --quiet --progress-bar on -e ".${extras}"
+    .venv/bin/python -m pip install --quiet --no-compile --progress-bar on -e ".${extras}"
     echo "$want" > "$stamp"
   fi
 }
@@ -36,8 +38,8 @@ ensure_openai_extra() {
     return 0
   fi
   echo "Installing ${S2T_TORCH:-torch==2.13.0} and the [openai] extra into .venv…"
-  if .venv/bin/python -m pip install --quiet "${S2T_TORCH:-torch==2.13.0}" \
-    && .venv/bin/python -m pip install --quiet -e ".[test,openai]"; then
+  if .venv/bin/python -m pip install --quiet --no-compile "${S2T_TORCH:-torch==2.13.0}" \
+    && .venv/bin/python -m pip install --quiet --no-compile -e ".[test,openai]"; then
     echo "$want" > "$stamp"
   else
     echo "WARNING: the [openai] extra could not be installed; the openai-whisper tests will be skipped" >&2
@@ -53,6 +55,6 @@ ensure_diarize_extra() {
     return 0
   fi
   echo "Installing resemblyzer (its bundled voice-encoder weights, --no-deps) into .venv…"
-  .venv/bin/python -m pip install --quiet --no-deps "resemblyzer>=0.1.4" \
+  .venv/bin/python -m pip install --quiet --no-compile --no-deps "resemblyzer>=0.1.4" \
     || echo "WARNING: resemblyzer could not be installed; the speaker-model tests will be skipped" >&2
 }

@@ -116,10 +116,16 @@ def stop_stack(stack: Stack) -> None:
         stack.process.kill()
 
 
+#: ``S2T_RESUME_WINDOW_S`` of the ``stack`` fixture.
+STACK_RESUME_WINDOW_S = 15.0
+
+
 @pytest.fixture(scope="session")
 def stack(redis_url: str) -> Iterator[Stack]:
-    """Two workers with the bundled tiny.en, on the test's own Redis."""
-    running = start_stack(redis_url, workers=2)
+    """Two workers with the bundled tiny.en, on the test's own Redis. The resume window is
+    15 s rather than 30 s, so that the test of a session gone after it waits half as long
+    (the other resume tests come back within 5 s)."""
+    running = start_stack(redis_url, workers=2, extra_env={"S2T_RESUME_WINDOW_S": str(STACK_RESUME_WINDOW_S)})
     yield running
     stop_stack(running)
 

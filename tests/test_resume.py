@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import Stack
+from tests.conftest import STACK_RESUME_WINDOW_S, Stack
 from tests.helpers import chunk_stream, fixture_webm, manifest, recv_json, send_json, wer
 
 pytestmark = pytest.mark.slow
@@ -129,7 +129,7 @@ def test_a_wrong_token_is_refused_and_after_the_window_the_session_is_gone(stack
             refused = recv_json(other)
             assert (refused["type"], refused["code"]) == ("error", "resume_invalid"), refused
             assert started["resume_token"] not in str(refused)
-        time.sleep(31.0)  # past S2T_RESUME_WINDOW_S (30 s by default)
+        time.sleep(STACK_RESUME_WINDOW_S + 1.0)  # past the stack's S2T_RESUME_WINDOW_S
         send_json(
             other,
             {
