@@ -311,7 +311,8 @@ def _live_conversation(voices: dict[str, np.ndarray]) -> tuple[np.ndarray, list[
 def test_live_stream_labels_stay_with_their_voice_and_name_a_known_one(
     api_stack: Stack, voices: dict[str, np.ndarray]
 ) -> None:
-    """Two voices alternating in a real-time /ws stream with diarize: true and a known
+    """Two voices alternating in a paced /ws stream (2x: the segmenter cuts in stream time,
+    so the finals are those of real time) with diarize: true and a known
     speaker (the last 4 s of Kennedy's recording): every final has a speaker, one label per
     voice all session ("kennedy", and "A" for the other), right for at least 85% of the
     finals' speech time. A clip without speech is refused first with
@@ -332,7 +333,8 @@ def test_live_stream_labels_stay_with_their_voice_and_name_a_known_one(
         refused = recv_json(ws)
         known = {"diarize": True, "known_speaker_names": ["kennedy"]}
         known["known_speaker_references"] = [_data_url(voices["jfk"][-4 * 16000 :])]
-        result = stream_live(ws, chunk_stream(pcm_to_webm(pcm), len(audio) / 16000), start_fields=known)
+        chunks = chunk_stream(pcm_to_webm(pcm), len(audio) / 16000)
+        result = stream_live(ws, chunks, speed=2.0, start_fields=known)  # the cuts are in stream time
     assert (refused["type"], refused["code"]) == ("error", "invalid_speaker_reference"), refused
     assert "speech" in refused["message"]
     got = [m for m in finals(result.messages) if str(m.get("transcript") or "").strip()]
