@@ -31,8 +31,8 @@ class KnownSpeakerError(ValueError):
         self.param = param
 
 
-def parse_known_speakers(names: Sequence[str], clips: Sequence[str]) -> list[bytes]:
-    """The reference clips' bytes, in the order of ``names``."""
+def parse_known_speakers(names: Sequence[str], clips: Sequence[str]) -> list[tuple[str, bytes]]:
+    """Each name with its reference clip's bytes, in the order given."""
     if len(clips) > len(names):
         raise KnownSpeakerError(
             "More known_speaker_references[] than known_speaker_names[]", "known_speaker_references"
@@ -69,4 +69,4 @@ def parse_known_speakers(names: Sequence[str], clips: Sequence[str]) -> list[byt
                 f"known_speaker_references[{i}] must be 1 byte to 2 MB of audio", "known_speaker_references"
             )
         out.append(clip)
-    return out
+    return list(zip(names, out, strict=True))

@@ -159,6 +159,6 @@ def _known_speakers(msg: protocol.StartRecording) -> list[tuple[str, bytes]]:
     if not msg.diarize:
         raise ProtocolError(ErrorCode.INVALID_FIELD, "Known speakers need speaker labels: send diarize: true")
     try:
-        return list(zip(names, parse_known_speakers(names, clips), strict=True))
+        return parse_known_speakers(names, clips)
     except KnownSpeakerError as exc:
         raise ProtocolError(ErrorCode.INVALID_FIELD, exc.message) from None

@@ -255,7 +255,7 @@ def _prepare(ctx: context.WorkerContext, index: int, taken: Taken) -> _Prepared:
     if load_s:
         ctx.announce()
     options = decode_options(ctx.settings, job)
-    if job.diarize and job.stream_id is None and not _aligns_words(transcriber, job):
+    if job.diarize and job.stream_id is None and not hasattr(transcriber, "align_words"):
         options = dataclasses.replace(options, word_timestamps=True)  # no aligner: the decode's own
     check_request(
         transcriber.name, transcriber.multilingual, options.language, options.task, transcriber.languages

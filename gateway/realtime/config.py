@@ -267,7 +267,7 @@ def _known_speakers(t: dict[str, Any], param: str) -> tuple[tuple[str, bytes], .
             f"{param}.known_speaker_names",
         )
     try:
-        return tuple(zip(names, parse_known_speakers(names, clips), strict=True))
+        return tuple(parse_known_speakers(names, clips))
     except KnownSpeakerError as exc:
         raise ConfigError("invalid_value", exc.message, f"{param}.{exc.param}") from None
 

@@ -55,7 +55,7 @@ def parse_speaker_fields(
     """``known_speaker_names[]`` / ``known_speaker_references[]`` (data URLs of audio) and the
     ``min_speakers``/``max_speakers`` hints; decoding the clips is the caller's (ffmpeg) step."""
     try:
-        clips = parse_known_speakers(names, references)
+        known = parse_known_speakers(names, references)
     except KnownSpeakerError as exc:
         raise OpenAIError(400, exc.message, param=exc.param, code="invalid_value") from None
     lo, hi = _hint(min_speakers, "min_speakers"), _hint(max_speakers, "max_speakers")
@@ -63,7 +63,7 @@ def parse_speaker_fields(
         raise OpenAIError(
             400, "'min_speakers' is greater than 'max_speakers'", param="min_speakers", code="invalid_value"
         )
-    return SpeakerRequest(list(names), clips, lo, hi)
+    return SpeakerRequest([name for name, _ in known], [clip for _, clip in known], lo, hi)
 
 
 def check_chunking_strategy(value: str | None, vad_type: str | None) -> None:
